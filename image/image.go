@@ -1,0 +1,142 @@
+// Package image defines what every partition image in romforge is: bytes of known size readable at any
+// offset. A raw file, the expanded view of a sparse file, a logical partition inside super and a partition
+// decoded from a payload all satisfy Image, so readers of filesystems and writers of containers never care
+// where the bytes come from.
+package image
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// Image is a partition image of known size.
+type Image interface {
+	io.ReaderAt
+	Size() int64
+}
+
+type sized struct {
+	io.ReaderAt
+	n int64
+}
+
+func (s sized) Size() int64 { return s.n }
+
+// New wraps r as an Image of size n.
+func New(r io.ReaderAt, n int64) Image { return sized{r, n} }
+
+// Section returns the n bytes of img starting at off, without copying.
+func Section(img Image, off, n int64) Image {
+	return sized{io.NewSectionReader(img, off, n), n}
+}
+
+// Reader returns a sequential reader over the whole image.
+func Reader(img Image) *io.SectionReader { return io.NewSectionReader(img, 0, img.Size()) }
+
+// File is an Image backed by an open file.
+type File struct {
+	*os.File
+	size int64
+}
+
+// Size implements Image.
+func (f *File) Size() int64 { return f.size }
+
+// OpenFile opens path as a raw Image. Use sparse.Open to accept sparse files too.
+func OpenFile(path string) (*File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if st.IsDir() {
+		f.Close()
+		return nil, fmt.Errorf("%s is a directory, not an image", path)
+	}
+	return &File{File: f, size: st.Size()}, nil
+}
+
+// Concat joins images end to end (e.g. the extents of a logical partition).
+func Concat(parts ...Image) Image {
+	c := &concat{}
+	for _, p := range parts {
+		c.offs = append(c.offs, c.size)
+		c.parts = append(c.parts, p)
+		c.size += p.Size()
+	}
+	return c
+}
+
+type concat struct {
+	parts []Image
+	offs  []int64
+	size  int64
+}
+
+func (c *concat) Size() int64 { return c.size }
+
+func (c *concat) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, errors.New("image: negative offset")
+	}
+	if off >= c.size {
+		return 0, io.EOF
+	}
+	n := 0
+	for i := range c.parts {
+		if len(p) == 0 {
+			break
+		}
+		start, end := c.offs[i], c.offs[i]+c.parts[i].Size()
+		if off >= end {
+			continue
+		}
+		rel := off - start
+		want := min(int64(len(p)), end-off)
+		m, err := c.parts[i].ReadAt(p[:want], rel)
+		n += m
+		if err != nil && !(errors.Is(err, io.EOF) && int64(m) == want) {
+			return n, err
+		}
+		p = p[want:]
+		off += want
+	}
+	if len(p) > 0 {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// Zero is an Image of n zero bytes.
+func Zero(n int64) Image { return sized{zeroReader{n}, n} }
+
+type zeroReader struct{ n int64 }
+
+func (z zeroReader) ReadAt(p []byte, off int64) (int, error) {
+	if off >= z.n {
+		return 0, io.EOF
+	}
+	m := min(int64(len(p)), z.n-off)
+	clear(p[:m])
+	if m < int64(len(p)) {
+		return int(m), io.EOF
+	}
+	return int(m), nil
+}
+
+// SHA256 hashes the whole image and returns the lowercase hex digest.
+func SHA256(img Image) (string, error) {
+	h := sha256.New()
+	if _, err := io.Copy(h, Reader(img)); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}

@@ -1,0 +1,46 @@
+package safeio
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+)
+
+func TestReadDataAtHugeClaim(t *testing.T) {
+	r := bytes.NewReader(make([]byte, 100))
+	if _, err := ReadDataAt(r, 1<<40, 0); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("huge claim: err = %v, want unexpected EOF", err)
+	}
+	if _, err := ReadDataAt(r, 1<<63, 0); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("absurd claim: err = %v, want ErrTooLarge", err)
+	}
+	b, err := ReadDataAt(r, 10, 90)
+	if err != nil || len(b) != 10 {
+		t.Fatalf("tail: %v %d", err, len(b))
+	}
+	if _, err := ReadDataAt(r, 11, 90); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("past end: %v", err)
+	}
+	big := make([]byte, chunk+5)
+	big[chunk+4] = 7
+	got, err := ReadData(bytes.NewReader(big), uint64(len(big)))
+	if err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("multi-chunk read: %v", err)
+	}
+}
+
+func TestSliceCapAndRange(t *testing.T) {
+	if SliceCap(1<<50, 8) != -1 {
+		t.Fatal("absurd count accepted")
+	}
+	if c := SliceCap(1<<30, 8); c != chunk/8 {
+		t.Fatalf("cap = %d", c)
+	}
+	if SliceCap(3, 8) != 3 {
+		t.Fatal("small count changed")
+	}
+	if CheckRange(10, 5, 15) != nil || CheckRange(10, 6, 15) == nil || CheckRange(1<<62, 1<<62, 1<<63-1) == nil {
+		t.Fatal("CheckRange wrong")
+	}
+}
