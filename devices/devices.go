@@ -88,7 +88,9 @@ type USBID struct {
 type Hex16 uint16
 
 // MarshalJSON implements json.Marshaler.
-func (h Hex16) MarshalJSON() ([]byte, error) { return []byte(fmt.Sprintf("\"0x%04x\"", uint16(h))), nil }
+func (h Hex16) MarshalJSON() ([]byte, error) {
+	return []byte(fmt.Sprintf("\"0x%04x\"", uint16(h))), nil
+}
 
 // Source is where community builds for the device are published.
 type Source struct {

@@ -165,7 +165,9 @@ type DirFile struct {
 }
 
 // NewDirFile returns an fs.ReadDirFile listing ents.
-func NewDirFile(info fs.FileInfo, ents []fs.DirEntry) *DirFile { return &DirFile{info: info, ents: ents} }
+func NewDirFile(info fs.FileInfo, ents []fs.DirEntry) *DirFile {
+	return &DirFile{info: info, ents: ents}
+}
 
 func (d *DirFile) Stat() (fs.FileInfo, error) { return d.info, nil }
 func (d *DirFile) Read([]byte) (int, error) {

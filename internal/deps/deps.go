@@ -13,7 +13,7 @@ import (
 	_ "github.com/ulikunitz/xz"
 	_ "github.com/urfave/cli/v2"
 	_ "golang.org/x/sys/unix"
+	_ "golang.org/x/term"
 	_ "google.golang.org/protobuf/proto"
 	_ "gopkg.in/yaml.v3"
-	_ "golang.org/x/term"
 )
