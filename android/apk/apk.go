@@ -4,6 +4,8 @@ package apk
 
 import (
 	"archive/zip"
+	"bytes"
+	"encoding/xml"
 	"fmt"
 	"io"
 
@@ -59,8 +61,11 @@ func FromZip(zr *zip.Reader) (*Manifest, error) {
 	return nil, failure.Kinded(failure.ErrInvalid, fmt.Errorf("apk: no AndroidManifest.xml"))
 }
 
-// Parse reads a binary AndroidManifest.xml.
+// Parse reads a binary AndroidManifest.xml (or, as some test and hand-made packages carry, a text one).
 func Parse(b []byte) (*Manifest, error) {
+	if t := bytes.TrimLeft(b, " \t\r\n\ufeff"); len(t) > 0 && t[0] == '<' {
+		return parseText(t)
+	}
 	root, err := axml.Decode(b)
 	if err != nil {
 		return nil, fmt.Errorf("apk: manifest: %w", err)
@@ -75,6 +80,44 @@ func Parse(b []byte) (*Manifest, error) {
 	m.SharedUser, _ = root.Attr(axml.AndroidNS, "sharedUserId")
 	if ov := root.Find("overlay"); ov != nil {
 		m.OverlayTarget, _ = ov.Attr("", "targetPackage")
+	}
+	if m.Package == "" {
+		return nil, failure.Kinded(failure.ErrInvalid, fmt.Errorf("apk: manifest has no package attribute"))
+	}
+	return m, nil
+}
+
+// parseText reads a plain-text manifest.
+func parseText(b []byte) (*Manifest, error) {
+	var doc struct {
+		XMLName xml.Name   `xml:"manifest"`
+		Attrs   []xml.Attr `xml:",any,attr"`
+		Overlay *struct {
+			Attrs []xml.Attr `xml:",any,attr"`
+		} `xml:"overlay"`
+	}
+	if err := xml.Unmarshal(b, &doc); err != nil {
+		return nil, failure.Kinded(failure.ErrInvalid, fmt.Errorf("apk: text manifest: %w", err))
+	}
+	m := &Manifest{}
+	for _, a := range doc.Attrs {
+		switch a.Name.Local {
+		case "package":
+			m.Package = a.Value
+		case "versionCode":
+			m.VersionCode = a.Value
+		case "versionName":
+			m.VersionName = a.Value
+		case "sharedUserId":
+			m.SharedUser = a.Value
+		}
+	}
+	if doc.Overlay != nil {
+		for _, a := range doc.Overlay.Attrs {
+			if a.Name.Local == "targetPackage" {
+				m.OverlayTarget = a.Value
+			}
+		}
 	}
 	if m.Package == "" {
 		return nil, failure.Kinded(failure.ErrInvalid, fmt.Errorf("apk: manifest has no package attribute"))
