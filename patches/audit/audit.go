@@ -152,7 +152,7 @@ func Scan(ctx context.Context, parts map[string]tree.Tree, rules *Rules, opt Opt
 	if workers <= 0 {
 		workers = 4
 	}
-	res := &Result{}
+	res := &Result{Findings: []Finding{}}
 	var mu sync.Mutex
 	ch := make(chan job)
 	var wg sync.WaitGroup
