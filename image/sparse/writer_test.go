@@ -1,0 +1,144 @@
+package sparse
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/romforge/romforge/image"
+	"github.com/romforge/romforge/internal/failure"
+	"github.com/romforge/romforge/internal/validators"
+)
+
+// writerInputs are raw images the writer is checked on: the shared fixtures plus generated ones
+// (mixed content, a size that is not a multiple of the block size, all zeros, empty).
+func writerInputs(t *testing.T) map[string]string {
+	fx := validators.Fixtures(t)
+	in := map[string]string{
+		"pattern.raw": filepath.Join(fx, "sparse/pattern.raw"),
+		"big.raw":     filepath.Join(fx, "sparse/big.raw"),
+		"odd.raw":     filepath.Join(fx, "sparse/odd.raw"),
+		"system.img":  filepath.Join(fx, "ext4/system.img"),
+		"erofs.img":   filepath.Join(fx, "erofs/system.lz4hc.img"),
+	}
+	dir := t.TempDir()
+	for name, data := range map[string][]byte{
+		"mixed":    mixed(6<<20, 1),
+		"mixedodd": mixed(5<<20+777, 2),
+		"zeros":    make([]byte, 1<<20),
+		"tiny":     []byte("x"),
+		"empty":    nil,
+	} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		in[name] = p
+	}
+	return in
+}
+
+// Our sparse output expands (by simg2img) to the input, is no larger than img2simg's, and without
+// DontCare is byte-identical to img2simg's.
+func TestWriteAgainstLibsparse(t *testing.T) {
+	validators.Tool(t, "simg2img")
+	validators.Tool(t, "img2simg")
+	for name, path := range writerInputs(t) {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			theirs := filepath.Join(dir, "theirs.simg")
+			validators.Run(t, "img2simg", path, theirs)
+			theirSize := fileSize(t, theirs)
+			in, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, opt := range []WriteOptions{{}, {DontCare: true}, {CRC: true}} {
+				src, err := image.OpenFile(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ours := filepath.Join(dir, "ours.simg")
+				f, err := os.Create(ours)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := Write(t.Context(), f, src, opt); err != nil {
+					t.Fatalf("%+v: %v", opt, err)
+				}
+				src.Close()
+				f.Close()
+				raw := filepath.Join(dir, "back.raw")
+				validators.Run(t, "simg2img", ours, raw)
+				back, err := os.ReadFile(raw)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(back, padded(in, 4096)) {
+					t.Fatalf("%+v: simg2img of our output differs from the input (%d vs %d bytes)", opt, len(back), len(in))
+				}
+				ourSize := fileSize(t, ours)
+				if !opt.CRC && ourSize > theirSize {
+					t.Errorf("%+v: ours %d bytes > img2simg %d", opt, ourSize, theirSize)
+				}
+				if opt == (WriteOptions{}) && fileSHA(t, ours) != fileSHA(t, theirs) {
+					t.Errorf("default options: output differs from img2simg's (%d vs %d bytes)", ourSize, theirSize)
+				}
+				validators.Run(t, "simg_dump", ours)
+				// Our reader reads it back too, and its CRC verifies.
+				g, _ := os.Open(ours)
+				m, err := NewReader(g, ourSize)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := m.Verify(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+				if imageSHA(t, m) != sha(padded(in, 4096)) {
+					t.Fatalf("our reader of our output differs from the input")
+				}
+				g.Close()
+			}
+		})
+	}
+}
+
+func fileSize(t testing.TB, p string) int64 {
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Size()
+}
+
+// Other block sizes round-trip through our reader; bad ones are refused.
+func TestWriteBlockSizes(t *testing.T) {
+	src := mixed(1<<20+100, 5)
+	for _, bs := range []int{4, 64, 1024, 8192, 65536} {
+		sp := encode(t, src, WriteOptions{BlockSize: bs, DontCare: bs == 64})
+		m, err := NewReader(bytes.NewReader(sp), int64(len(sp)))
+		if err != nil {
+			t.Fatalf("bs %d: %v", bs, err)
+		}
+		if m.BlockSize() != bs || imageSHA(t, m) != sha(padded(src, bs)) {
+			t.Fatalf("bs %d: round trip differs", bs)
+		}
+	}
+	for _, bs := range []int{3, 6, -4} {
+		err := Write(t.Context(), new(bytes.Buffer), image.New(bytes.NewReader(src), int64(len(src))), WriteOptions{BlockSize: bs})
+		if err == nil || !errors.Is(err, failure.ErrUsage) {
+			t.Errorf("block size %d: %v", bs, err)
+		}
+	}
+}
+
+// A source that fails or is shorter than it claims makes Write fail.
+func TestWriteSourceError(t *testing.T) {
+	src := mixed(1<<20, 9)
+	short := image.New(bytes.NewReader(src), int64(len(src))+8192)
+	if err := Write(t.Context(), new(bytes.Buffer), short, WriteOptions{}); err == nil {
+		t.Fatal("short source accepted")
+	}
+}
