@@ -55,7 +55,9 @@ func TestSplitMatchesFixture(t *testing.T) {
 		t.Fatal(err)
 	}
 	want, _ := filepath.Glob(filepath.Join(fx, "sparse/big.split/big.sparse.img.*"))
-	sort.Slice(want, func(i, j int) bool { return len(want[i]) < len(want[j]) || len(want[i]) == len(want[j]) && want[i] < want[j] })
+	sort.Slice(want, func(i, j int) bool {
+		return len(want[i]) < len(want[j]) || len(want[i]) == len(want[j]) && want[i] < want[j]
+	})
 	if len(want) == 0 || len(pieces) != len(want) {
 		t.Fatalf("%d pieces, fixture has %d", len(pieces), len(want))
 	}
