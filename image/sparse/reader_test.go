@@ -286,3 +286,31 @@ func TestVerify(t *testing.T) {
 		t.Fatalf("libsparse-style CRC: %v", err)
 	}
 }
+
+// Expand writes the same bytes as ReadAt, whether or not holes are skipped.
+func TestExpand(t *testing.T) {
+	src := mixed(2<<20+4096*7, 13)
+	sp := encode(t, src, WriteOptions{DontCare: true})
+	m, err := NewReader(bytes.NewReader(sp), int64(len(sp)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, zeroed := range []bool{false, true} {
+		dir := t.TempDir()
+		f, err := os.Create(filepath.Join(dir, "out"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !zeroed { // garbage that Expand must overwrite
+			f.Write(bytes.Repeat([]byte{0x5a}, int(m.Size())))
+		}
+		if err := m.Expand(t.Context(), f, zeroed, nil); err != nil {
+			t.Fatal(err)
+		}
+		f.Truncate(m.Size())
+		f.Close()
+		if fileSHA(t, f.Name()) != sha(padded(src, 4096)) {
+			t.Fatalf("zeroed=%v: expanded file differs", zeroed)
+		}
+	}
+}
