@@ -1,0 +1,13 @@
+//go:build linux || darwin || freebsd
+
+package release
+
+import (
+	"errors"
+	"syscall"
+)
+
+func pidAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
