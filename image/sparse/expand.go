@@ -8,10 +8,11 @@ import (
 	"github.com/romforge/romforge/progress"
 )
 
-// Expand writes the expanded image to dst, reading raw chunks from the sparse file. When dstZeroed is
-// true dst already reads as zeros (a new, empty file that the caller truncates to Size), so holes and
-// zero fills are not written at all and stay holes on disk. Progress is reported as "sparse expand"
-// in expanded bytes.
+// Expand writes the expanded image to dst, reading raw chunks from the sparse file. DONT_CARE regions
+// are never written: they keep what dst holds, which is what a device does with each sparse piece of a
+// split image (and a fresh file truncated to Size reads them as zeros). When dstZeroed is true dst
+// already reads as zeros, so zero fills are not written either and stay holes on disk. Progress is
+// reported as "sparse expand" in expanded bytes.
 func (m *Image) Expand(ctx context.Context, dst io.WriterAt, dstZeroed bool, rep progress.Reporter) (err error) {
 	task := progress.OrDiscard(rep).Task("sparse expand", m.Size())
 	defer func() { task.Done(err) }()
@@ -22,8 +23,8 @@ func (m *Image) Expand(ctx context.Context, dst io.WriterAt, dstZeroed bool, rep
 		}
 		s := &m.spans[i]
 		off, end := s.start, m.spanEnd(i)
-		zero := s.kind == ChunkDontCare || (s.kind == ChunkFill && s.fill == 0)
-		if zero && dstZeroed {
+		zero := s.kind == ChunkFill && s.fill == 0
+		if s.kind == ChunkDontCare || zero && dstZeroed {
 			task.Add(end - off)
 			continue
 		}

@@ -287,30 +287,47 @@ func TestVerify(t *testing.T) {
 	}
 }
 
-// Expand writes the same bytes as ReadAt, whether or not holes are skipped.
+// Expand writes the same bytes as ReadAt, whether or not holes are skipped; DONT_CARE regions keep what
+// the destination held (a device applying one piece of a split image must not wipe the others).
 func TestExpand(t *testing.T) {
 	src := mixed(2<<20+4096*7, 13)
-	sp := encode(t, src, WriteOptions{DontCare: true})
-	m, err := NewReader(bytes.NewReader(sp), int64(len(sp)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, zeroed := range []bool{false, true} {
+	for _, tc := range []struct {
+		dontCare, zeroed bool
+	}{{false, false}, {true, true}, {true, false}} {
+		sp := encode(t, src, WriteOptions{DontCare: tc.dontCare})
+		m, err := NewReader(bytes.NewReader(sp), int64(len(sp)))
+		if err != nil {
+			t.Fatal(err)
+		}
 		dir := t.TempDir()
 		f, err := os.Create(filepath.Join(dir, "out"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !zeroed { // garbage that Expand must overwrite
+		want := padded(src, 4096)
+		if !tc.zeroed { // garbage that Expand must overwrite, except under DONT_CARE
 			f.Write(bytes.Repeat([]byte{0x5a}, int(m.Size())))
+			chunks, err := m.Chunks()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want = append([]byte(nil), want...)
+			var off int64
+			for _, c := range chunks {
+				n := int64(c.Blocks) * int64(m.BlockSize())
+				if c.Type == ChunkDontCare {
+					copy(want[off:off+n], bytes.Repeat([]byte{0x5a}, int(n)))
+				}
+				off += n
+			}
 		}
-		if err := m.Expand(t.Context(), f, zeroed, nil); err != nil {
+		if err := m.Expand(t.Context(), f, tc.zeroed, nil); err != nil {
 			t.Fatal(err)
 		}
 		f.Truncate(m.Size())
 		f.Close()
-		if fileSHA(t, f.Name()) != sha(padded(src, 4096)) {
-			t.Fatalf("zeroed=%v: expanded file differs", zeroed)
+		if fileSHA(t, f.Name()) != sha(want) {
+			t.Fatalf("dontCare=%v zeroed=%v: expanded file differs", tc.dontCare, tc.zeroed)
 		}
 	}
 }
