@@ -157,19 +157,19 @@ func (m *memImage) WriteAt(p []byte, off int64) (int, error) {
 
 func TestParseErrors(t *testing.T) {
 	for list, msg := range map[string]string{
-		"":                                 "missing version",
-		"5\n0\n":                           "version",
-		"4\n1\n":                           "missing stash entry count",
-		"1\nx\n":                           "total block count",
-		"1\n2\nnew 3,0,2\n":                "positive even",
-		"1\n2\nnew 4,0,2\n":                "count 4 larger",
-		"1\n2\nnew 2,5,5\n":                "empty",
-		"1\n2\nnew 2,0,99999999999\n":      "beyond block",
-		"1\n2\nnew 2,0,-1\n":               "empty",
-		"1\n2\nnew 2,0\n":                  "numbers given",
-		"1\n2\nnew 2,0,1,2\n":              "does not match",
-		"1\n2\nfrobnicate 2,0,1\n":         "line 3: unknown command",
-		"1\n1\nnew 2,0,2\n":                "less than the 2 blocks",
+		"":                            "missing version",
+		"5\n0\n":                      "version",
+		"4\n1\n":                      "missing stash entry count",
+		"1\nx\n":                      "total block count",
+		"1\n2\nnew 3,0,2\n":           "positive even",
+		"1\n2\nnew 4,0,2\n":           "count 4 larger",
+		"1\n2\nnew 2,5,5\n":           "empty",
+		"1\n2\nnew 2,0,99999999999\n": "beyond block",
+		"1\n2\nnew 2,0,-1\n":          "empty",
+		"1\n2\nnew 2,0\n":             "numbers given",
+		"1\n2\nnew 2,0,1,2\n":         "does not match",
+		"1\n2\nfrobnicate 2,0,1\n":    "line 3: unknown command",
+		"1\n1\nnew 2,0,2\n":           "less than the 2 blocks",
 		"1\n2\nerase 2,0,67108864\n" + strings.Repeat("erase 2,0,67108864\n", 16): "more than",
 	} {
 		_, err := Parse(strings.NewReader(list))
