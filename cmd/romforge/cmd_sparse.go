@@ -88,7 +88,7 @@ func sparseCreateTemp(path string) (*sparseTemp, error) {
 }
 
 func (t *sparseTemp) commit() error {
-	if err := t.File.Sync(); err != nil {
+	if err := t.File.Chmod(0o644); err != nil {
 		t.abort()
 		return err
 	}
@@ -183,7 +183,7 @@ func runSparseToSparse(c *cli.Context) error {
 	}
 	defer tmp.abort()
 	opt := sparse.WriteOptions{BlockSize: int(bs), DontCare: c.Bool("dont-care"), CRC: c.Bool("crc"), Progress: e.reporter()}
-	if err := sparse.Write(e.ctx, tmp.File, src, opt); err != nil {
+	if err := sparse.WriteFile(e.ctx, tmp.File, src, opt); err != nil {
 		return fmt.Errorf("%s: %w", in, err)
 	}
 	st, err := tmp.Stat()

@@ -63,7 +63,7 @@ func checkBlockSize(bs int) (int64, error) {
 func scan(ctx context.Context, src image.Image, bs int64, dontCare bool, task progress.Task) ([]run, error) {
 	size := src.Size()
 	if (size+bs-1)/bs > math.MaxUint32 {
-		return nil, failure.Kinded(failure.ErrInvalid, fmt.Errorf("sparse: image of %d bytes needs more than 2^32 blocks of %d bytes; use a larger block size", size, bs))
+		return nil, failure.Kinded(failure.ErrInvalid, errTooManyBlocks(size, bs))
 	}
 	bufSize := max(ioBuf/bs, 1) * bs
 	buf := make([]byte, bufSize)
@@ -108,6 +108,10 @@ func scan(ctx context.Context, src image.Image, bs int64, dontCare bool, task pr
 		task.Add(n)
 	}
 	return runs, nil
+}
+
+func errTooManyBlocks(size, bs int64) error {
+	return fmt.Errorf("sparse: image of %d bytes needs more than 2^32 blocks or chunks of %d bytes; use a larger block size", size, bs)
 }
 
 func readFull(r io.ReaderAt, p []byte, off int64) error {

@@ -142,3 +142,27 @@ func TestWriteSourceError(t *testing.T) {
 		t.Fatal("short source accepted")
 	}
 }
+
+// The one-pass WriteFile writes exactly Write's bytes, for every option and awkward size.
+func TestWriteFileSameAsWrite(t *testing.T) {
+	dir := t.TempDir()
+	for i, size := range []int{0, 1, 4096, 10000, 5<<20 + 777, 9 << 20} {
+		src := mixed(int64(size), uint64(i))
+		for _, opt := range []WriteOptions{{}, {DontCare: true}, {CRC: true, DontCare: true}, {BlockSize: 1024}} {
+			want := encode(t, src, opt)
+			p := filepath.Join(dir, "out")
+			f, err := os.Create(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := WriteFile(t.Context(), f, image.New(bytes.NewReader(src), int64(len(src))), opt); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			got, _ := os.ReadFile(p)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("size %d %+v: WriteFile (%d bytes) differs from Write (%d bytes)", size, opt, len(got), len(want))
+			}
+		}
+	}
+}
