@@ -1,0 +1,340 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/romforge/romforge/bundle"
+	"github.com/romforge/romforge/devices"
+	"github.com/romforge/romforge/flash"
+	"github.com/romforge/romforge/internal/failure"
+)
+
+// dialDevice connects to a fastboot device by serial ("tcp:HOST[:PORT]", "udp:…", or a USB serial).
+// It is set by the fastboot integration (fastboot_dial.go).
+var dialDevice func(ctx context.Context, serial string) (flash.Device, io.Closer, error)
+
+// listDevices returns the serials of connected fastboot devices (for --all).
+var listDevices func(ctx context.Context) ([]string, error)
+
+// planLoaders turn a TARGET into a plan; the first that accepts it wins (bundles here, Xiaomi ROMs in
+// their own file).
+var planLoaders = []func(target string, d *devices.Device) (*flash.Plan, bool, error){loadBundlePlan}
+
+func loadBundlePlan(target string, d *devices.Device) (*flash.Plan, bool, error) {
+	if _, err := os.Stat(filepath.Join(target, bundle.ManifestName)); err != nil {
+		return nil, false, nil
+	}
+	m, err := bundle.Read(target)
+	if err != nil {
+		return nil, true, err
+	}
+	if d == nil {
+		cat, err := devices.Builtin()
+		if err != nil {
+			return nil, true, err
+		}
+		if d, err = cat.Lookup(m.Device); err != nil {
+			return nil, true, err
+		}
+	}
+	p, err := bundle.Plan(target, m, d)
+	return p, true, err
+}
+
+func init() {
+	register(&cli.Command{
+		Name:      "flash",
+		Usage:     "flash a romforge bundle, a Xiaomi fastboot ROM or PARTITION=IMAGE pairs, after safety checks",
+		ArgsUsage: "BUNDLE_DIR | XIAOMI_ROM | PARTITION=IMAGE...",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "serial", Aliases: []string{"s"}, EnvVars: []string{"ANDROID_SERIAL"}, Usage: "device: USB serial, tcp:HOST[:PORT] or udp:HOST[:PORT] (as fastboot -s)"},
+			&cli.BoolFlag{Name: "all", Usage: "flash every connected fastboot device concurrently (shops)"},
+			&cli.StringFlag{Name: "device", Aliases: []string{"d"}, Usage: "catalog device (needed for PARTITION=IMAGE pairs)"},
+			&cli.StringFlag{Name: "slot", Usage: "a, b, all or other (A/B devices; default: the inactive slot, then activate it)"},
+			&cli.BoolFlag{Name: "wipe", Usage: "erase userdata and metadata too"},
+			&cli.BoolFlag{Name: "skip-reboot", Usage: "do not reboot at the end"},
+			&cli.BoolFlag{Name: "dry-run", Usage: "print the exact command sequence; write nothing"},
+			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask for confirmation"},
+			&cli.BoolFlag{Name: "resume", Usage: "continue an interrupted flash from its journal (after re-checking the device)"},
+			&cli.BoolFlag{Name: "cancel-snapshot", Usage: "cancel a pending Virtual A/B snapshot update instead of refusing"},
+			&cli.BoolFlag{Name: "assume-unlocked", Usage: "accept a device that does not report its lock state (old bootloaders)"},
+			&cli.StringFlag{Name: "log-dir", Usage: "with --all: one log file per device here (default: the cache's logs folder)"},
+		},
+		Action: runFlash,
+	})
+}
+
+func buildPlan(c *cli.Context) (*flash.Plan, error) {
+	var d *devices.Device
+	if name := c.String("device"); name != "" {
+		cat, err := devices.Builtin()
+		if err != nil {
+			return nil, err
+		}
+		if d, err = cat.Lookup(name); err != nil {
+			return nil, err
+		}
+	}
+	args := c.Args().Slice()
+	if len(args) == 0 {
+		return nil, usagef("flash: give a bundle directory, a Xiaomi fastboot ROM, or PARTITION=IMAGE pairs")
+	}
+	var p *flash.Plan
+	if strings.Contains(args[0], "=") {
+		if d == nil {
+			return nil, usagef("flash: PARTITION=IMAGE pairs need --device CODENAME")
+		}
+		var err error
+		if p, err = flash.PairsPlan(d, args); err != nil {
+			return nil, err
+		}
+	} else {
+		if len(args) != 1 {
+			return nil, usagef("flash: one TARGET at a time")
+		}
+		for _, load := range planLoaders {
+			pl, ok, err := load(args[0], d)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				p = pl
+				break
+			}
+		}
+		if p == nil {
+			return nil, failure.Kinded(failure.ErrInvalid, fmt.Errorf("flash: %s is neither a romforge bundle nor a Xiaomi fastboot ROM", args[0]))
+		}
+	}
+	p.Slot = c.String("slot")
+	p.Wipe = c.Bool("wipe")
+	p.SkipReboot = c.Bool("skip-reboot")
+	return p, nil
+}
+
+func runFlash(c *cli.Context) error {
+	e := envOf(c)
+	p, err := buildPlan(c)
+	if err != nil {
+		return err
+	}
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	popt := flash.PreflightOptions{CancelSnapshot: c.Bool("cancel-snapshot"), AssumeUnlocked: c.Bool("assume-unlocked")}
+	if dialDevice == nil {
+		return failure.Kinded(failure.ErrIO, errors.New("flash: this build has no fastboot transport"))
+	}
+	if c.Bool("all") {
+		return flashAll(c, e, p, popt)
+	}
+	serial := c.String("serial")
+	if serial == "" {
+		if listDevices != nil {
+			if list, err := listDevices(e.ctx); err == nil && len(list) == 1 {
+				serial = list[0]
+			} else if err == nil && len(list) > 1 {
+				return usagef("flash: %d devices connected (%s): pick one with --serial or use --all", len(list), strings.Join(list, ", "))
+			}
+		}
+		if serial == "" {
+			return failure.Kinded(failure.ErrIO, errors.New("flash: no fastboot device found: connect one, or give --serial tcp:HOST:PORT / udp:HOST:PORT"))
+		}
+	}
+	return flashOne(c, e, p, popt, serial, e.stdout, true)
+}
+
+// flashOne runs pre-flight, confirmation and the flash on one device.
+func flashOne(c *cli.Context, e *env, p *flash.Plan, popt flash.PreflightOptions, serial string, log io.Writer, interactive bool) error {
+	ctx := e.ctx
+	dev, closer, err := dialDevice(ctx, serial)
+	if err != nil {
+		if c.Bool("dry-run") {
+			fmt.Fprintf(log, "dry run: no device reachable at %s (%v); the plan without device facts:\n", serial, err)
+			for _, s := range p.Steps {
+				fmt.Fprintf(log, "  %s %s %s\n", s.Op, s.Partition, s.Image)
+			}
+			return nil
+		}
+		return failure.Kinded(failure.ErrIO, fmt.Errorf("flash: connecting to %s: %w", serial, err))
+	}
+	defer func() { closer.Close() }()
+	chk, err := flash.Preflight(ctx, dev, p, popt)
+	if err != nil {
+		return err
+	}
+	if e.json && interactive {
+		emitJSONLine(e.stdout, map[string]any{"event": "plan", "serial": serial, "facts": chk.Facts, "commands": chk.Commands, "notes": chk.Notes})
+	} else {
+		fmt.Fprintf(log, "device %s: %s, serial %s, unlocked %s\n", serial, chk.Facts.Product, chk.Facts.Serial, chk.Facts.Unlocked)
+		for _, n := range chk.Notes {
+			fmt.Fprintf(log, "note: %s\n", n)
+		}
+		fmt.Fprintln(log, "plan:")
+		for _, cmd := range chk.Commands {
+			fmt.Fprintf(log, "  %s\n", cmd)
+		}
+	}
+	if c.Bool("dry-run") {
+		if !e.json {
+			fmt.Fprintln(log, "dry run: nothing was written")
+		}
+		return nil
+	}
+	if interactive && !c.Bool("yes") {
+		if !isTerminal(os.Stdin) || e.json {
+			return failure.Kinded(failure.ErrRefused, errors.New("flash: not confirmed: pass --yes for unattended runs (nothing was written)"))
+		}
+		fmt.Fprint(e.stderr, "Flash these images? Type 'yes' to continue: ")
+		ans, _ := bufio.NewReader(e.stdin).ReadString('\n')
+		if strings.TrimSpace(strings.ToLower(ans)) != "yes" {
+			return failure.Kinded(failure.ErrRefused, errors.New("flash: not confirmed (nothing was written)"))
+		}
+	}
+	journal := filepath.Join(e.cache, "journals", sanitize(chk.Facts.Serial)+".json")
+	os.MkdirAll(filepath.Dir(journal), 0o755)
+	opt := flash.RunOptions{
+		Progress: e.reporter(),
+		Journal:  journal,
+		Resume:   c.Bool("resume"),
+		Reconnect: func(ctx context.Context) (flash.Device, error) {
+			closer.Close()
+			deadline := time.Now().Add(90 * time.Second)
+			for {
+				d, cl, err := dialDevice(ctx, serial)
+				if err == nil {
+					closer = cl
+					return d, nil
+				}
+				if time.Now().After(deadline) || ctx.Err() != nil {
+					return nil, fmt.Errorf("device %s did not come back: %w", serial, err)
+				}
+				time.Sleep(500 * time.Millisecond)
+			}
+		},
+	}
+	if e.json {
+		opt.Progress = nil
+		opt.Events = func(ev flash.Event) { emitJSONLine(e.stdout, ev) }
+	} else if !interactive {
+		opt.Progress = nil
+		opt.Events = func(ev flash.Event) {
+			fmt.Fprintf(log, "%s %s %d/%d %s %s\n", ev.Time.Format(time.RFC3339), ev.Kind, ev.Index+1, ev.Total, ev.Command, ev.Error)
+		}
+	}
+	if err := flash.Run(ctx, dev, p, chk, opt); err != nil {
+		return err
+	}
+	if e.json && interactive {
+		emitJSONLine(e.stdout, map[string]any{"event": "finished", "serial": serial})
+	} else {
+		fmt.Fprintf(log, "flashed %s (%s)\n", serial, chk.Facts.Product)
+	}
+	return nil
+}
+
+var jsonMu sync.Mutex
+
+func emitJSONLine(w io.Writer, v any) {
+	b, _ := json.Marshal(v)
+	jsonMu.Lock()
+	w.Write(append(b, '\n'))
+	jsonMu.Unlock()
+}
+
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+// flashAll flashes every connected device concurrently; one failure does not stop the others.
+func flashAll(c *cli.Context, e *env, p *flash.Plan, popt flash.PreflightOptions) error {
+	if listDevices == nil {
+		return failure.Kinded(failure.ErrIO, errors.New("flash --all: device listing is not available on this platform"))
+	}
+	serials, err := listDevices(e.ctx)
+	if err != nil {
+		return err
+	}
+	if len(serials) == 0 {
+		return failure.Kinded(failure.ErrIO, errors.New("flash --all: no fastboot devices connected"))
+	}
+	if !c.Bool("yes") && !c.Bool("dry-run") {
+		return failure.Kinded(failure.ErrRefused, errors.New("flash --all runs unattended: pass --yes (nothing was written)"))
+	}
+	logDir := c.String("log-dir")
+	if logDir == "" {
+		logDir = filepath.Join(e.cache, "logs", time.Now().UTC().Format("20060102-150405"))
+	}
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return err
+	}
+	type result struct {
+		Serial string `json:"serial"`
+		OK     bool   `json:"ok"`
+		Error  string `json:"error,omitempty"`
+		Log    string `json:"log"`
+	}
+	results := make([]result, len(serials))
+	var wg sync.WaitGroup
+	for i, s := range serials {
+		wg.Add(1)
+		go func(i int, s string) {
+			defer wg.Done()
+			logPath := filepath.Join(logDir, sanitize(s)+".log")
+			f, err := os.Create(logPath)
+			if err != nil {
+				results[i] = result{Serial: s, Error: err.Error(), Log: logPath}
+				return
+			}
+			defer f.Close()
+			err = flashOne(c, e, p, popt, s, f, false)
+			results[i] = result{Serial: s, OK: err == nil, Log: logPath}
+			if err != nil {
+				results[i].Error = err.Error()
+				fmt.Fprintf(f, "FAILED: %v\n", err)
+			}
+		}(i, s)
+	}
+	wg.Wait()
+	failed := 0
+	for _, r := range results {
+		if !r.OK {
+			failed++
+		}
+	}
+	if e.json {
+		e.printJSON(map[string]any{"devices": results, "failed": failed})
+	} else {
+		tw := e.table()
+		fmt.Fprintln(tw, e.bold("SERIAL\tRESULT\tLOG"))
+		for _, r := range results {
+			res := "ok"
+			if !r.OK {
+				res = "FAILED: " + r.Error
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Serial, res, r.Log)
+		}
+		tw.Flush()
+	}
+	if failed > 0 {
+		return failure.Kinded(failure.ErrIO, fmt.Errorf("flash --all: %d of %d devices failed (see their logs)", failed, len(serials)))
+	}
+	return nil
+}
