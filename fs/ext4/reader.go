@@ -563,7 +563,7 @@ func (fl *File) ReadAt(p []byte, off int64) (int, error) {
 		var chunk int
 		if i == len(fl.ext) || fl.ext[i].lblk > lblk {
 			// hole up to the next extent
-			end := int64(1<<62)
+			end := int64(1 << 62)
 			if i < len(fl.ext) {
 				end = int64(fl.ext[i].lblk) * bs
 			}

@@ -1,7 +1,10 @@
 package ext4
 
 import (
+	"bytes"
 	"errors"
+	"github.com/romforge/romforge/fs/tree"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -66,4 +69,97 @@ func TestOpenRejects(t *testing.T) {
 			t.Errorf("%s: Open = %v, want an ErrInvalid error", name, err)
 		}
 	}
+}
+
+func buildMem(t *testing.T, m *tree.Mem) []byte {
+	t.Helper()
+	p, _ := build(t, t.TempDir(), "x.img", m, WriteOptions{Shrink: true})
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestCorruptDirectoryCycle(t *testing.T) {
+	m := tree.NewMem()
+	m.MkdirAll("a/b", tree.Meta{Mode: 0o755})
+	b := buildMem(t, m)
+	fsys, _ := Open(memImage(b))
+	in, err := fsys.resolve("t", "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext, _ := fsys.mapping(in)
+	blk := b[ext[0].pblk*uint64(fsys.bs):][:fsys.bs]
+	i := bytes.Index(blk, []byte{1, ftDir, 'b'})
+	if i < 7 {
+		t.Fatal("entry b not found")
+	}
+	le.PutUint32(blk[i-6:], in.ino) // a/b now points back to a
+	err = exercise(b)
+	if err == nil || !errors.Is(err, failure.ErrInvalid) || !strings.Contains(err.Error(), "cycle") {
+		t.Fatalf("walk of a cyclic tree: %v", err)
+	}
+}
+
+func TestCorruptExtentPastImage(t *testing.T) {
+	m := tree.NewMem()
+	m.Put("f", tree.Meta{Mode: 0o644}, bytes.Repeat([]byte("z"), 10000))
+	b := buildMem(t, m)
+	fsys, _ := Open(memImage(b))
+	in, _ := fsys.resolve("t", "f")
+	off := int64(fsys.groups[0].InodeTable)*fsys.bs + int64(in.ino-1)*int64(fsys.sb.InodeSize)
+	le.PutUint32(b[off+40+12+8:], 0x7FFFFFF0) // first extent's start block
+	_, err := fs.ReadFile(mustOpen(t, b), "f")
+	if err == nil || !errors.Is(err, failure.ErrInvalid) {
+		t.Fatalf("reading an extent past the image: %v", err)
+	}
+}
+
+func mustOpen(t *testing.T, b []byte) *FS {
+	t.Helper()
+	f, err := Open(memImage(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func TestCorruptChecksums(t *testing.T) {
+	m := tree.NewMem()
+	m.Put("f", tree.Meta{Mode: 0o644}, []byte("data"))
+	p, _ := build(t, t.TempDir(), "x.img", m, WriteOptions{Shrink: true, MetadataCsum: true})
+	good, _ := os.ReadFile(p)
+	fsys := mustOpen(t, good)
+	in, _ := fsys.resolve("t", "f")
+	inodeOff := int64(fsys.groups[0].InodeTable)*fsys.bs + int64(in.ino-1)*int64(fsys.sb.InodeSize)
+	for name, off := range map[string]int64{"superblock": 1024 + 200, "group descriptor": 4096 + 12, "inode": inodeOff + 2} {
+		b := bytes.Clone(good)
+		b[off] ^= 1
+		err := exercise(b)
+		if err == nil || !errors.Is(err, failure.ErrInvalid) || !strings.Contains(err.Error(), "checksum") {
+			t.Errorf("%s corrupted: %v", name, err)
+		}
+	}
+}
+
+// TestExtentTree writes a file that needs an extent tree (legacy layout, 1 KiB blocks: every group
+// boundary splits the file) and checks it with e2fsck, debugfs, our reader and the kernel.
+func TestExtentTree(t *testing.T) {
+	m := tree.NewMem()
+	data := make([]byte, 44<<20)
+	for i := range data {
+		data[i] = byte(i / 1024 * 7)
+	}
+	m.Put("big", tree.Meta{Mode: 0o644}, data)
+	img, _ := build(t, t.TempDir(), "x.img", m, WriteOptions{Shrink: true, Profile: "legacy", BlockSize: 1024, Journal: true})
+	fsck(t, img)
+	fsys := openImage(t, img)
+	in, _ := fsys.resolve("t", "big")
+	if d := le.Uint16(in.iblock()[6:]); d < 1 {
+		t.Fatalf("extent tree depth %d, want ≥ 1", d)
+	}
+	compareTrees(t, m, fsys, ignoreLostFound)
+	mountCompare(t, img, m)
 }

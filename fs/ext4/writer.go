@@ -454,7 +454,7 @@ func (wr *writer) superblockFor(l *layout) *superblock {
 		LastCheck: uint32(wr.ts.Unix()), RevLevel: 1, FirstIno: firstIno, InodeSize: uint16(wr.isize),
 		Compat: compatExtAttr | compatDirIndex, Incompat: incompatFiletype | incompatExtents,
 		ROCompat: roSparseSuper | roLargeFile | roHugeFile | roDirNlink | roExtraIsize,
-		UUID: wr.opt.UUID, HashSeed: wr.opt.HashSeed, DefHashVersion: 1, DefaultMountOpts: 0x000C,
+		UUID:     wr.opt.UUID, HashSeed: wr.opt.HashSeed, DefHashVersion: 1, DefaultMountOpts: 0x000C,
 		MkfsTime: uint32(wr.ts.Unix()), MinExtraIsize: 32, WantExtraIsize: 32, Flags: 1,
 	}
 	sb.LogClusterSize = sb.LogBlockSize
@@ -944,7 +944,9 @@ func (wr *writer) write(ctx context.Context, w io.WriterAt, l *layout) (*WriteRe
 		sb.JnlBlocks[15] = uint32(uint64(jin.meta.Size) >> 32)
 		sb.JnlBlocks[16] = uint32(jin.meta.Size)
 		js := make([]byte, bs)
-		be32 := func(off int, v uint32) { js[off], js[off+1], js[off+2], js[off+3] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v) }
+		be32 := func(off int, v uint32) {
+			js[off], js[off+1], js[off+2], js[off+3] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v)
+		}
 		be32(0, 0xC03B3998)
 		be32(4, 4) // superblock v2
 		be32(12, uint32(bs))
