@@ -80,15 +80,13 @@ func (o *FooterOptions) hash() (crypto.Hash, string, error) {
 
 // existing reads the footer and vbmeta already at the end of f, if any.
 func existing(f File, size int64) (*Image, error) {
-	img, err := Load(image.New(f, size))
-	if err != nil {
-		if errors.Is(err, ErrNoFooter) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("avb: existing footer: %w (erase it with 'avbtool erase_footer' or start from the original image)", err)
-	}
-	if img.Footer == nil {
+	whole := image.New(f, size)
+	if _, err := ReadFooter(whole); errors.Is(err, ErrNoFooter) {
 		return nil, nil
+	}
+	img, err := Load(whole)
+	if err != nil {
+		return nil, fmt.Errorf("avb: existing footer: %w (start from the original image, or erase it with 'avbtool erase_footer')", err)
 	}
 	return img, nil
 }

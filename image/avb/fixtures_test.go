@@ -95,7 +95,7 @@ func TestSignMatchesAvbtoolFixtures(t *testing.T) {
 	cases := map[string]SignOptions{
 		"vbmeta.img": {Algorithm: AlgorithmSHA256RSA4096, Key: k4.Key, RollbackIndex: 3, Include: []*VBMeta{includeFrom(t, avb("boot.img"))},
 			Chains: []ChainPartition{{Name: "vbmeta_system", Location: 1, PublicKey: pk2}}, PaddingSize: 4096},
-		"vbmeta_system.img": {Algorithm: AlgorithmSHA256RSA2048, Key: k2.Key, RollbackIndex: 2, Include: []*VBMeta{includeFrom(t, avb("system.img"))}, PaddingSize: 4096},
+		"vbmeta_system.img":   {Algorithm: AlgorithmSHA256RSA2048, Key: k2.Key, RollbackIndex: 2, Include: []*VBMeta{includeFrom(t, avb("system.img"))}, PaddingSize: 4096},
 		"vbmeta-unsigned.img": {Include: []*VBMeta{includeFrom(t, avb("boot.img")), includeFrom(t, avb("system.img"))}, PaddingSize: 4096},
 		"vbmeta-disabled.img": {Flags: 3, Include: []*VBMeta{includeFrom(t, avb("boot.img")), includeFrom(t, avb("system.img"))}, PaddingSize: 4096},
 		"vbmeta-signed-disabled.img": {Algorithm: AlgorithmSHA256RSA4096, Key: k4.Key, Flags: 3, RollbackIndex: 3, Include: []*VBMeta{includeFrom(t, avb("boot.img"))},

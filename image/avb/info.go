@@ -245,13 +245,16 @@ func (img *Image) WriteText(w io.Writer) error {
 	return err
 }
 
-// pyBytesRepr formats b like Python's repr(bytes) without the leading b, as avbtool prints properties.
+// pyBytesRepr formats b like Python's repr(bytes) as avbtool prints properties (leading b dropped for '…').
 func pyBytesRepr(b []byte) string {
 	q := byte('\'')
 	if strings.IndexByte(string(b), '\'') >= 0 && strings.IndexByte(string(b), '"') < 0 {
 		q = '"'
 	}
 	var s strings.Builder
+	if q == '"' {
+		s.WriteByte('b') // avbtool strips the b only from b'…'
+	}
 	s.WriteByte(q)
 	for _, c := range b {
 		switch {
