@@ -1,0 +1,22 @@
+//go:build !linux
+
+package usb
+
+import "time"
+
+// List is not available on this system.
+func List() ([]DeviceInfo, error) { return nil, ErrUnsupported }
+
+// Device is not available on this system.
+type Device struct{ Info DeviceInfo }
+
+// Open is not available on this system.
+func Open(serial string) (*Device, error) { return nil, ErrUnsupported }
+
+// OpenInfo is not available on this system.
+func OpenInfo(info DeviceInfo) (*Device, error) { return nil, ErrUnsupported }
+
+func (d *Device) Read(p []byte) (int, error)    { return 0, ErrUnsupported }
+func (d *Device) Write(p []byte) (int, error)   { return 0, ErrUnsupported }
+func (d *Device) SetDeadline(t time.Time) error { return ErrUnsupported }
+func (d *Device) Close() error                  { return nil }
