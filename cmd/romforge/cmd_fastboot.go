@@ -236,4 +236,3 @@ func runFastbootReboot(c *cli.Context) error {
 	}
 	return nil
 }
-

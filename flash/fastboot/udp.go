@@ -407,6 +407,12 @@ func (l *UDPListener) handleFastboot(p []byte, seq uint16, from *net.UDPAddr) bo
 		l.mu.Unlock()
 		return true
 	}
+	if s.isDone && len(p) > udpHeaderSize {
+		// The device hung up (reboot, fault): tell the host at once instead of letting it resend.
+		l.mu.Unlock()
+		l.sendError(seq, "connection closed by the device", from)
+		return true
+	}
 	if len(p) > udpHeaderSize {
 		data := append([]byte(nil), p[udpHeaderSize:]...)
 		l.mu.Unlock()
@@ -427,6 +433,11 @@ func (l *UDPListener) handleFastboot(p []byte, seq uint16, from *net.UDPAddr) bo
 		return true
 	}
 	// An empty packet asks for the device's next data.
+	if s.isDone && s.outBytes == 0 {
+		l.mu.Unlock()
+		l.sendError(seq, "connection closed by the device", from)
+		return true
+	}
 	if !s.readPending {
 		if s.outBytes > 0 {
 			s.sendChunkLocked(seq)

@@ -35,3 +35,5 @@ var (
 	usbdevfsClearHalt        = ioc(iocRead, 'U', 21, 4)
 	usbdevfsDisconnect       = ioc(iocNone, 'U', 22, 0)
 )
+
+var sizeofPtr = unsafe.Sizeof(uintptr(0))
