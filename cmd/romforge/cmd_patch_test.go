@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"io"
 	"io/fs"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/romforge/romforge/fs/tree"
+	"github.com/romforge/romforge/internal/validators"
 	"github.com/romforge/romforge/patches/miuitest"
 )
 
@@ -70,5 +72,38 @@ func TestPatchAndAuditDirectory(t *testing.T) {
 	os.WriteFile(bad, []byte("name: b\nsteps:\n  - kind: nope\n"), 0o644)
 	if code, _, errs := runCLI(t, "patch", dir, "--set", bad); code != exitInvalid || !strings.Contains(errs, "bad.yaml:3") {
 		t.Fatalf("bad set: exit %d %s", code, errs)
+	}
+}
+
+// TestPatchImages patches the fixture ext4 and EROFS images into new images, which the real checkers
+// accept and which then audit clean; the inputs are untouched.
+func TestPatchImages(t *testing.T) {
+	fx := validators.Fixtures(t)
+	for _, in := range []string{"ext4/system.img", "erofs/system.lz4hc.img"} {
+		src := filepath.Join(fx, in)
+		before, _ := os.ReadFile(src)
+		if code, _, _ := runCLI(t, "audit", src); code != exitFindings {
+			t.Fatalf("%s: audit before exit %d", in, code)
+		}
+		out := filepath.Join(t.TempDir(), "patched.img")
+		if code, _, _ := runCLI(t, "patch", src, "--set", "xiaomi-hardened"); code != exitUsage {
+			t.Fatalf("%s: image patch without -o: exit %d", in, code)
+		}
+		code, stdout, stderr := runCLI(t, "patch", src, "--set", "xiaomi-hardened", "-o", out, "--json")
+		if code != 0 || !strings.Contains(stdout, `"files_removed"`) {
+			t.Fatalf("%s: patch exit %d\n%s\n%s", in, code, stdout, stderr)
+		}
+		if code, stdout, _ := runCLI(t, "audit", out); code != 0 {
+			t.Fatalf("%s: audit after exit %d\n%s", in, code, stdout)
+		}
+		if strings.HasPrefix(in, "ext4") {
+			validators.Run(t, validators.Tool(t, "e2fsck"), "-fn", out)
+		} else {
+			validators.Run(t, validators.Tool(t, "fsck.erofs"), out)
+		}
+		after, _ := os.ReadFile(src)
+		if !bytes.Equal(before, after) {
+			t.Fatalf("%s: input changed", in)
+		}
 	}
 }
