@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -263,8 +262,6 @@ func runFsLs(c *cli.Context) error {
 	}
 	tw := e.table()
 	for _, x := range list {
-		m := tree.FileMode(0)
-		_ = m
 		name := x.Path
 		if x.Target != "" {
 			name += " -> " + x.Target
@@ -300,12 +297,11 @@ func fsModeString(x fsEntry) string {
 			b = append(b, '-')
 		}
 	}
-	for i, spec := range []struct {
+	for _, spec := range []struct {
 		bit  uint64
 		pos  int
 		x, n byte
 	}{{0o4000, 3, 's', 'S'}, {0o2000, 6, 's', 'S'}, {0o1000, 9, 't', 'T'}} {
-		_ = i
 		if mode&spec.bit != 0 {
 			if b[spec.pos] == '-' {
 				b[spec.pos] = spec.n
@@ -698,5 +694,3 @@ func parseMargin(s string) (int64, error) {
 	}
 	return sparseParseSize(s)
 }
-
-var _ = bytes.Equal
