@@ -26,9 +26,9 @@ type Args struct {
 	// one only when GKI signing is requested, which this package does not do).
 	Signature image.Image
 
-	VendorRamdisk          image.Image        // --vendor_ramdisk (vendor_boot; v4: table entry 0, type platform)
+	VendorRamdisk          image.Image       // --vendor_ramdisk (vendor_boot; v4: table entry 0, type platform)
 	VendorRamdiskFragments []RamdiskFragment // v4: --ramdisk_type/--ramdisk_name/--board_idN/--vendor_ramdisk_fragment
-	Bootconfig             image.Image        // v4: --vendor_bootconfig
+	Bootconfig             image.Image       // v4: --vendor_bootconfig
 
 	Cmdline       string
 	VendorCmdline string
@@ -37,8 +37,8 @@ type Args struct {
 	OSPatchLevel  string // "YYYY-MM"
 
 	Base, KernelOffset, RamdiskOffset, SecondOffset, TagsOffset uint32
-	DTBOffset                                                    uint64
-	PageSize                                                     uint32
+	DTBOffset                                                   uint64
+	PageSize                                                    uint32
 
 	// Legacy reproduces Debian's mkbootimg 29 (Android 10): the id hashes no dt, the command line is
 	// split at 512 bytes without a terminator, boot v3 header_size is 1596 and vendor_boot v3 2108.

@@ -72,10 +72,10 @@ const (
 
 // VendorRamdisk is one entry of the vendor_boot v4 vendor ramdisk table.
 type VendorRamdisk struct {
-	Size    uint32             `json:"ramdisk_size"`
-	Offset  uint32             `json:"ramdisk_offset"` // from the start of the vendor ramdisk section
-	Type    uint32             `json:"ramdisk_type"`
-	Name    string             `json:"ramdisk_name"`
+	Size    uint32               `json:"ramdisk_size"`
+	Offset  uint32               `json:"ramdisk_offset"` // from the start of the vendor ramdisk section
+	Type    uint32               `json:"ramdisk_type"`
+	Name    string               `json:"ramdisk_name"`
 	BoardID [boardIDWords]uint32 `json:"board_id"`
 
 	rawName []byte // the 32 name bytes as read, for byte-exact rewriting
