@@ -104,7 +104,7 @@ func richTree(t testing.TB) *tree.Mem {
 	must(m.Put("etc/bigdev", tree.Meta{Mode: fs.ModeDevice | fs.ModeCharDevice | 0o600, Rdev: tree.Mkdev(300, 70000)}, nil))
 	must(m.Put("etc/fifo", tree.Meta{Mode: fs.ModeNamedPipe | 0o600}, nil))
 	must(m.Put("etc/sock", tree.Meta{Mode: fs.ModeSocket | 0o600}, nil))
-	for i := 0; i < 3000; i++ {
+	for i := 0; i < 1500; i++ {
 		file(fmt.Sprintf("big/file-with-a-longish-name-%05d", i), 0o644, label("system_file"), []byte(fmt.Sprint(i)))
 	}
 	return m
@@ -319,7 +319,7 @@ func TestReadMke2fsVariants(t *testing.T) {
 	validators.Tool(t, "mke2fs")
 	work := t.TempDir()
 	src := filepath.Join(work, "src")
-	mkHostTree(t, src, 2500)
+	mkHostTree(t, src, 1200)
 	tr := hostTree(t, src)
 	env := append(os.Environ(), "MKE2FS_CONFIG=/dev/null", "E2FSPROGS_FAKE_TIME=1700000000")
 	cases := []struct {
