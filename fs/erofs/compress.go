@@ -342,6 +342,13 @@ func buildIndex(size int64, exts []zext, big bool) []byte {
 		if big && d0 == 1 && !e.plain {
 			d0 = d0Cblkcnt | uint16(e.cblks)
 		}
+		if lcn == total-1 && size%wBlkSize != 0 {
+			// The file ends inside this lcluster: a head marking the end lets readers (the kernel
+			// included) find where the last extent stops.
+			le.PutUint16(b, lclusterPlain)
+			le.PutUint16(b[2:], uint16(size%wBlkSize))
+			continue
+		}
 		le.PutUint16(b, lclusterNonhead)
 		le.PutUint16(b[2:], uint16(e.la&(wBlkSize-1)))
 		le.PutUint16(b[4:], d0)

@@ -169,9 +169,9 @@ func (f *FS) Info() Info {
 		BlockSize: f.blksz, Blocks: s.blocks, Inodes: s.inos, RootNid: s.rootNid,
 		MetaBlkaddr: s.metaBlkaddr, XattrBlkaddr: s.xattrBlkaddr,
 		FeatureCompat: featureNames(s.compat, compatNames), FeatureIncompat: featureNames(s.incompat, incompatNames),
-		UUID:       u[0:8] + "-" + u[8:12] + "-" + u[12:16] + "-" + u[16:20] + "-" + u[20:],
-		VolumeName: strings.TrimRight(string(s.volumeName[:]), "\x00"),
-		BuildTime:  time.Unix(int64(s.buildTime), int64(s.buildTimeNsec)).UTC(),
+		UUID:        u[0:8] + "-" + u[8:12] + "-" + u[12:16] + "-" + u[16:20] + "-" + u[20:],
+		VolumeName:  strings.TrimRight(string(s.volumeName[:]), "\x00"),
+		BuildTime:   time.Unix(int64(s.buildTime), int64(s.buildTimeNsec)).UTC(),
 		Compression: []string{},
 	}
 	if s.incompat&incompatComprCfgs != 0 {
