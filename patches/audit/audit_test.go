@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -120,4 +121,48 @@ func FuzzArchive(f *testing.F) {
 		s.archive(Finding{Path: "x.apk"}, bytes.NewReader(b), int64(len(b)), 0)
 		s.stream(Finding{Path: "x"}, bytes.NewReader(b))
 	})
+}
+
+// Pooled inflaters are reset between entries: every entry of a zip with many deflated entries, some of
+// them corrupt, is read whole and on its own.
+func TestInflaterReuse(t *testing.T) {
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	want := map[string]bool{}
+	for i := range 24 {
+		name := fmt.Sprintf("classes%d.dex", i)
+		if i%7 == 3 {
+			// Not a deflate stream: reading it fails; what follows must still be found.
+			w, err := zw.CreateRaw(&zip.FileHeader{Name: name, Method: zip.Deflate, CompressedSize64: 64, UncompressedSize64: 1 << 20})
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.Write(bytes.Repeat([]byte{0xff}, 64))
+			continue
+		}
+		w, err := zw.Create(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		host := fmt.Sprintf("h%d.xiaomi.com", i)
+		body := bytes.Repeat([]byte(fmt.Sprintf("Lcom/example/C%d; ", i)), (i+1)*4000)
+		at := len(body) * i / 24
+		w.Write(body[:at])
+		w.Write([]byte(" https://" + host + "/x "))
+		w.Write(body[at:])
+		want[host+"@"+name] = true
+	}
+	zw.Close()
+	got := map[string]bool{}
+	for _, f := range scanOne(t, "framework.jar", buf.Bytes()) {
+		got[f.Match+"@"+f.Inner] = true
+	}
+	for k := range want {
+		if !got[k] {
+			t.Errorf("missing %s", k)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("got %d findings, want %d: %v", len(got), len(want), got)
+	}
 }
