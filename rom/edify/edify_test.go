@@ -64,7 +64,7 @@ func TestArmaniScript(t *testing.T) {
 		{"/system/etc/hosts", false, Attrs{1000, 1000, 0o640, 0, "u:object_r:system_file:s0"}},
 		{"/system/etc/init/x.rc", false, Attrs{0, 0, 0o644, 0, "u:object_r:system_file:s0"}},
 		{"/system/xbin/su", false, Attrs{0, 0, 0o6755, 0, "u:object_r:system_file:s0"}}, // both branches are read
-		{"/system/binx", false, Attrs{0, 0, 0o644, 0, "u:object_r:system_file:s0"}},   // not under /system/bin
+		{"/system/binx", false, Attrs{0, 0, 0o644, 0, "u:object_r:system_file:s0"}},     // not under /system/bin
 	} {
 		if got := s.Resolve(tc.path, tc.dir, def); got != tc.want {
 			t.Errorf("%s: got %+v want %+v", tc.path, got, tc.want)
