@@ -41,6 +41,8 @@ type Device struct {
 	USBIDs          []USBID  `yaml:"usb_ids" json:"usb_ids"`
 	Sources         []Source `yaml:"sources" json:"sources"`
 	Notes           string   `yaml:"notes" json:"notes,omitempty"`
+	// BlockDir is where recovery finds partitions by name (default /dev/block/bootdevice/by-name).
+	BlockDir string `yaml:"block_dir" json:"block_dir,omitempty"`
 
 	file string // catalog file it came from, for messages
 }
@@ -132,6 +134,14 @@ func (d *Device) Source(name string) (Source, bool) {
 		}
 	}
 	return Source{}, false
+}
+
+// BlockPrefix is the by-name folder of the device's partitions, for recovery scripts.
+func (d *Device) BlockPrefix() string {
+	if d.BlockDir != "" {
+		return d.BlockDir
+	}
+	return "/dev/block/bootdevice/by-name"
 }
 
 // DisplayName is the first marketing name, or the codename.

@@ -1,0 +1,572 @@
+package build
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/romforge/romforge/bundle"
+	"github.com/romforge/romforge/devices"
+	"github.com/romforge/romforge/flash"
+	"github.com/romforge/romforge/fs/fsimage"
+	"github.com/romforge/romforge/fs/tree"
+	"github.com/romforge/romforge/image"
+	"github.com/romforge/romforge/image/avb"
+	"github.com/romforge/romforge/internal/failure"
+	"github.com/romforge/romforge/patches"
+	"github.com/romforge/romforge/patches/audit"
+	"github.com/romforge/romforge/progress"
+)
+
+// Options describe one build.
+type Options struct {
+	Device *devices.Device
+	// Input is the ROM file or folder; SourceURL where it was fetched from (for the manifest).
+	Input     string
+	SourceURL string
+	Sets      []*patches.Set
+	// FS is keep (default), ext4 or erofs.
+	FS string
+	// Verity is disable (default), resign (needs Key) or keep.
+	Verity string
+	Key    string
+	// Out is the bundle folder; it must not exist or be empty. A failed build leaves nothing there.
+	Out string
+	// Epoch stamps every file the build writes (zero: SOURCE_DATE_EPOCH, else the Unix epoch).
+	Epoch    time.Time
+	Version  string
+	Progress progress.Reporter
+	Logf     func(format string, args ...any)
+}
+
+// Result is a finished build.
+type Result struct {
+	Manifest *bundle.Manifest
+	Report   *patches.Report
+	Before   *audit.Result
+	After    *audit.Result
+	// Timings are wall-clock seconds per stage (not in the manifest, which must be reproducible).
+	Timings map[string]float64
+}
+
+// Epoch returns SOURCE_DATE_EPOCH as a time (the Unix epoch when unset or invalid).
+func Epoch() time.Time {
+	var sec int64
+	if v := os.Getenv("SOURCE_DATE_EPOCH"); v != "" {
+		fmt.Sscan(v, &sec)
+	}
+	return time.Unix(sec, 0).UTC()
+}
+
+type part struct {
+	name    string
+	work    string         // extracted raw image
+	fs      *fsimage.Image // nil for raw partitions
+	logical bool
+}
+
+// Run performs the build.
+func Run(ctx context.Context, opt Options) (res *Result, err error) {
+	if opt.Device == nil {
+		return nil, failure.Kinded(failure.ErrUsage, errors.New("build: a device is required"))
+	}
+	if opt.Epoch.IsZero() {
+		opt.Epoch = Epoch()
+	}
+	if opt.FS == "" {
+		opt.FS = "keep"
+	}
+	if opt.Verity == "" {
+		opt.Verity = "disable"
+	}
+	switch opt.Verity {
+	case "disable", "keep":
+	case "resign":
+		if opt.Key == "" {
+			return nil, failure.Kinded(failure.ErrUsage, errors.New("build: --verity resign needs --key KEY.pem"))
+		}
+	default:
+		return nil, failure.Kinded(failure.ErrUsage, fmt.Errorf("build: --verity %q must be disable, resign or keep", opt.Verity))
+	}
+	logf := opt.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	rep := progress.OrDiscard(opt.Progress)
+	if ents, err := os.ReadDir(opt.Out); err == nil && len(ents) > 0 {
+		return nil, failure.Kinded(failure.ErrUsage, fmt.Errorf("build: %s exists and is not empty; choose a new -o", opt.Out))
+	}
+	// Everything goes to a temporary folder beside Out, renamed only when the build succeeded.
+	tmp := strings.TrimRight(opt.Out, string(filepath.Separator)) + ".building"
+	os.RemoveAll(tmp)
+	if err := os.MkdirAll(filepath.Join(tmp, "images"), 0o755); err != nil {
+		return nil, err
+	}
+	work := filepath.Join(tmp, ".work")
+	os.MkdirAll(work, 0o755)
+	defer func() {
+		if err != nil {
+			os.RemoveAll(tmp)
+		}
+	}()
+	res = &Result{Timings: map[string]float64{}}
+	stage := func(name string, start time.Time) { res.Timings[name] += time.Since(start).Seconds() }
+
+	// 1. Open and check the input.
+	t0 := time.Now()
+	in, err := Open(opt.Input)
+	if err != nil {
+		return nil, err
+	}
+	defer in.Close()
+	if err := checkDevice(opt.Device, in); err != nil {
+		return nil, err
+	}
+	srcSum, err := fileSHA256(opt.Input)
+	if err != nil {
+		return nil, err
+	}
+	logf("input: %s (%s), partitions: %s", filepath.Base(opt.Input), in.Kind(), strings.Join(in.Partitions(), ", "))
+
+	// 2. Unpack.
+	var parts []*part
+	for _, name := range in.Partitions() {
+		p := &part{name: name, work: filepath.Join(work, name+".img")}
+		if err := in.Extract(ctx, name, p.work); err != nil {
+			return nil, fmt.Errorf("build: unpacking %s: %w", name, err)
+		}
+		if cp, ok := opt.Device.Partition(strings.TrimSuffix(strings.TrimSuffix(name, "_a"), "_b")); ok {
+			p.logical = cp.Logical
+		}
+		if img, err := fsimage.Open(p.work); err == nil {
+			p.fs = img
+			defer img.Close()
+		} else if !errors.Is(err, fsimage.ErrNotFilesystem) {
+			return nil, fmt.Errorf("build: %s: %w", name, err)
+		}
+		parts = append(parts, p)
+	}
+	stage("unpack", t0)
+
+	// 3. Audit before, patch, audit after (through overlays: no extraction).
+	t0 = time.Now()
+	trees := map[string]tree.Tree{}
+	for _, p := range parts {
+		if p.fs != nil {
+			trees[p.name] = p.fs
+		}
+	}
+	rules := audit.RulesFrom(opt.Sets...)
+	if len(trees) > 0 {
+		if res.Before, err = audit.Scan(ctx, trees, rules, audit.Options{Progress: rep}); err != nil {
+			return nil, err
+		}
+	}
+	stage("audit", t0)
+	t0 = time.Now()
+	target := patches.NewTarget(trees)
+	if res.Report, err = patches.Apply(ctx, target, opt.Sets, patches.Options{}); err != nil {
+		return nil, fmt.Errorf("%w (no bundle was written)", err)
+	}
+	stage("patch", t0)
+
+	// 4. Repack what changed (or what --fs converts); keep the rest byte for byte.
+	t0 = time.Now()
+	m := &bundle.Manifest{Format: 1, Device: opt.Device.Codename, Products: opt.Device.Products, Romforge: opt.Version,
+		Source: bundle.Source{File: filepath.Base(opt.Input), URL: opt.SourceURL, SHA256: srcSum, Kind: in.Kind(), Metadata: in.Metadata()},
+		AntiVersion: in.AntiVersion(), AntiRollback: opt.Device.AntiRollback, Verity: opt.Verity, Patch: res.Report}
+	for _, s := range opt.Sets {
+		m.Sets = append(m.Sets, s.Name)
+	}
+	modified := map[string]bool{}
+	for _, p := range parts {
+		dst := filepath.Join(tmp, "images", p.name+".img")
+		convert := p.fs != nil && opt.FS != "keep" && opt.FS != p.fs.Kind
+		if p.fs != nil && (len(target.Overlay(p.name).Changes()) > 0 || convert) {
+			if err := rebuild(ctx, opt, p, target.Overlay(p.name), dst, rep); err != nil {
+				return nil, err
+			}
+			modified[p.name] = true
+			logf("rebuilt %s (%s)", p.name, kindOf(opt.FS, p.fs.Kind))
+		} else if err := os.Rename(p.work, dst); err != nil {
+			return nil, err
+		}
+	}
+	stage("repack", t0)
+
+	// 5. Verified boot.
+	t0 = time.Now()
+	if err := verity(ctx, opt, parts, modified, tmp, m); err != nil {
+		return nil, err
+	}
+	stage("avb", t0)
+
+	// 6. Audit the result.
+	t0 = time.Now()
+	after := map[string]tree.Tree{}
+	for _, p := range parts {
+		if p.fs == nil {
+			continue
+		}
+		img, err := fsimage.Open(filepath.Join(tmp, "images", p.name+".img"))
+		if err != nil {
+			return nil, fmt.Errorf("build: reopening %s: %w", p.name, err)
+		}
+		defer img.Close()
+		after[p.name] = img
+	}
+	if len(after) > 0 {
+		if res.After, err = audit.Scan(ctx, after, rules, audit.Options{Progress: rep}); err != nil {
+			return nil, err
+		}
+	}
+	m.AuditBefore, m.AuditAfter = res.Before, res.After
+	stage("audit", t0)
+
+	// 7. Bundle: image records, flash plan, scripts, recovery zip, manifest.
+	t0 = time.Now()
+	for _, p := range parts {
+		file := filepath.Join(tmp, "images", p.name+".img")
+		st, err := os.Stat(file)
+		if err != nil {
+			return nil, err
+		}
+		sum, err := fileSHA256(file)
+		if err != nil {
+			return nil, err
+		}
+		format := "raw"
+		if p.fs != nil {
+			format = kindOf(opt.FS, p.fs.Kind)
+			if !modified[p.name] {
+				format = p.fs.Kind
+			}
+		}
+		rec := bundle.Image{Partition: p.name, File: "images/" + p.name + ".img", Format: format, Size: st.Size(), SHA256: sum, Logical: p.logical, Modified: modified[p.name]}
+		if ai, err := avbInfo(file); err == nil {
+			rec.AVB = ai
+		}
+		m.Images = append(m.Images, rec)
+	}
+	m.Steps = flashSteps(m.Images)
+	if !opt.Device.AB && !opt.Device.Dynamic {
+		if err := recoveryZip(ctx, opt, in, parts, tmp, m); err != nil {
+			m.Notes = append(m.Notes, "no recovery zip: "+err.Error())
+		}
+	}
+	sh, bat := bundle.FlashScripts(m)
+	if err := os.WriteFile(filepath.Join(tmp, "flash.sh"), []byte(sh), 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "flash.bat"), []byte(bat), 0o644); err != nil {
+		return nil, err
+	}
+	os.RemoveAll(work)
+	if err := bundle.Write(tmp, m); err != nil {
+		return nil, err
+	}
+	if err := stampTimes(tmp, opt.Epoch); err != nil {
+		return nil, err
+	}
+	os.Remove(opt.Out) // an empty folder given as -o
+	if err := os.Rename(tmp, opt.Out); err != nil {
+		return nil, err
+	}
+	stage("bundle", t0)
+	res.Manifest = m
+	return res, nil
+}
+
+func kindOf(want, have string) string {
+	if want == "" || want == "keep" {
+		return have
+	}
+	return want
+}
+
+// checkDevice refuses a ROM built for another device (OTA metadata pre-device).
+func checkDevice(d *devices.Device, in Input) error {
+	pre := in.Metadata()["pre-device"]
+	if pre == "" {
+		return nil
+	}
+	names := map[string]bool{strings.ToLower(d.Codename): true}
+	for _, p := range d.Products {
+		names[strings.ToLower(p)] = true
+	}
+	for _, a := range d.Aliases {
+		names[strings.ToLower(a)] = true
+	}
+	for _, p := range strings.Split(pre, ",") {
+		if names[strings.ToLower(strings.TrimSpace(p))] {
+			return nil
+		}
+	}
+	return failure.Kinded(failure.ErrRefused, fmt.Errorf("build: this ROM is for %q, not %s (%s): refusing (nothing was written)", pre, d.Codename, d.DisplayName()))
+}
+
+// rebuild writes the patched tree of p to dst: the partition's catalog size for physical ext4
+// partitions, as small as possible (plus a margin) for logical ones, the source's size otherwise.
+func rebuild(ctx context.Context, opt Options, p *part, o *tree.Overlay, dst string, rep progress.Reporter) error {
+	ro := fsimage.RebuildOptions{Kind: opt.FS, Timestamp: opt.Epoch, Progress: rep}
+	if cp, ok := opt.Device.Partition(p.name); ok && !cp.Logical && cp.Size > 0 && p.fs.Raw.Size() > cp.Size {
+		return failure.Kinded(failure.ErrInvalid, fmt.Errorf("build: %s image (%d bytes) is larger than the partition (%d)", p.name, p.fs.Raw.Size(), cp.Size))
+	}
+	if p.logical {
+		ro.Shrink, ro.Margin = true, 8<<20
+	}
+	f, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	n, err := fsimage.Rebuild(ctx, f, p.fs, o, ro)
+	if err == nil {
+		err = f.Truncate(n)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("build: rebuilding %s: %w", p.name, err)
+	}
+	return nil
+}
+
+// verity makes verified boot accept the modified images: disable sets the verity/verification flags in
+// vbmeta (or makes an unsigned one with them when the ROM has none but the device uses AVB); resign adds
+// footers to modified images and signs a new vbmeta with the owner's key.
+func verity(ctx context.Context, opt Options, parts []*part, modified map[string]bool, dir string, m *bundle.Manifest) error {
+	if opt.Verity == "keep" || len(modified) == 0 {
+		return nil
+	}
+	var vb *part
+	for _, p := range parts {
+		if p.name == "vbmeta" {
+			vb = p
+		}
+	}
+	vbPath := filepath.Join(dir, "images", "vbmeta.img")
+	switch opt.Verity {
+	case "disable":
+		if vb == nil {
+			if _, avbDevice := opt.Device.Partition("vbmeta"); !avbDevice {
+				return nil // pre-AVB device: dm-verity (if any) lives in the boot image's fstab
+			}
+			b, err := avb.Sign(avb.SignOptions{Algorithm: avb.AlgorithmNone, Flags: 3, PaddingSize: 4096})
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(vbPath, b, 0o644); err != nil {
+				return err
+			}
+			m.Notes = append(m.Notes, "the ROM has no vbmeta; an unsigned vbmeta with verity and verification disabled was added")
+			return nil
+		}
+		b, err := os.ReadFile(vbPath)
+		if err != nil {
+			return err
+		}
+		if err := avb.SetFlags(b, 3); err != nil {
+			return fmt.Errorf("build: vbmeta: %w", err)
+		}
+		return os.WriteFile(vbPath, b, 0o644)
+	case "resign":
+		return resign(ctx, opt, parts, modified, dir, m)
+	}
+	return nil
+}
+
+func resign(ctx context.Context, opt Options, parts []*part, modified map[string]bool, dir string, m *bundle.Manifest) error {
+	pemData, err := os.ReadFile(opt.Key)
+	if err != nil {
+		return err
+	}
+	key, err := avb.ParsePrivateKeyPEM(pemData)
+	if err != nil {
+		return err
+	}
+	alg := avb.Algorithm(0)
+	var oldTop *avb.VBMeta
+	if b, err := os.ReadFile(filepath.Join(dir, "images", "vbmeta.img")); err == nil {
+		if oldTop, err = avb.Parse(b); err != nil {
+			return fmt.Errorf("build: vbmeta: %w", err)
+		}
+		alg = avb.Algorithm(oldTop.Header.Algorithm)
+	}
+	if alg == avb.AlgorithmNone {
+		name := "SHA256_RSA2048"
+		if key.N.BitLen() > 2048 {
+			name = "SHA256_RSA4096"
+		}
+		alg, _ = avb.ParseAlgorithm(name)
+	}
+	var include []*avb.VBMeta
+	for _, p := range parts {
+		if p.name == "vbmeta" {
+			continue
+		}
+		path := filepath.Join(dir, "images", p.name+".img")
+		if modified[p.name] {
+			// Reuse the old footer's parameters (salt, hash, partition size) so the result is reproducible.
+			old, _ := avb.Load(p.fs.Raw)
+			fo := avb.FooterOptions{PartitionName: p.name, HashAlgorithm: "sha256", Salt: []byte{}}
+			if old != nil && old.Footer != nil {
+				fo.PartitionSize = old.Size
+				for _, d := range old.VBMeta.Descriptors {
+					if h, ok := d.(*avb.HashtreeDescriptor); ok {
+						fo.Salt, fo.HashAlgorithm = h.Salt, h.HashAlgorithm
+					}
+				}
+			}
+			f, err := os.OpenFile(path, os.O_RDWR, 0)
+			if err != nil {
+				return err
+			}
+			st, _ := f.Stat()
+			_, err = avb.AddHashtreeFooter(ctx, f, st.Size(), fo)
+			f.Close()
+			if err != nil {
+				return fmt.Errorf("build: hashtree footer for %s: %w", p.name, err)
+			}
+		}
+		img, closeImg, err := openRaw(path)
+		if err != nil {
+			return err
+		}
+		ai, err := avb.Load(img)
+		closeImg()
+		if err == nil && ai.Footer != nil {
+			include = append(include, ai.VBMeta)
+		}
+	}
+	so := avb.SignOptions{Algorithm: alg, Key: key, Include: include, PaddingSize: 4096}
+	if oldTop != nil {
+		so.RollbackIndex = oldTop.Header.RollbackIndex
+		so.RollbackIndexLocation = oldTop.Header.RollbackIndexLocation
+	}
+	b, err := avb.Sign(so)
+	if err != nil {
+		return err
+	}
+	m.Notes = append(m.Notes, "vbmeta re-signed with the given key: the device must trust it (custom AVB key set)")
+	return os.WriteFile(filepath.Join(dir, "images", "vbmeta.img"), b, 0o644)
+}
+
+func openRaw(path string) (image.Image, func() error, error) {
+	f, err := image.OpenFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, f.Close, nil
+}
+
+func avbInfo(path string) (any, error) {
+	img, closeImg, err := openRaw(path)
+	if err != nil {
+		return nil, err
+	}
+	defer closeImg()
+	ai, err := avb.Load(img)
+	if err != nil {
+		return nil, err
+	}
+	return ai.Info(), nil
+}
+
+// flashSteps orders images for flashing: raw partitions (boot, dtbo, vbmeta, …) first, then physical
+// filesystems, then logical ones, then a reboot.
+func flashSteps(imgs []bundle.Image) []flash.Step {
+	rank := func(i bundle.Image) int {
+		switch {
+		case i.Logical:
+			return 2
+		case i.Format == "raw":
+			return 0
+		}
+		return 1
+	}
+	sorted := append([]bundle.Image(nil), imgs...)
+	sort.SliceStable(sorted, func(a, b int) bool { return rank(sorted[a]) < rank(sorted[b]) })
+	var steps []flash.Step
+	for _, i := range sorted {
+		steps = append(steps, flash.Step{Op: flash.OpFlash, Partition: i.Partition, Image: i.File, SHA256: i.SHA256, Logical: i.Logical})
+	}
+	return append(steps, flash.Step{Op: flash.OpReboot})
+}
+
+// recoveryZip writes the block OTA zip for A-only devices without dynamic partitions.
+func recoveryZip(ctx context.Context, opt Options, in Input, parts []*part, dir string, m *bundle.Manifest) error {
+	if in.UpdateBinary() == nil {
+		return errors.New("the source ROM ships no update-binary to run it")
+	}
+	block := map[string]image.Image{}
+	raw := map[string]image.Image{}
+	for _, p := range parts {
+		img, closeImg, err := openRaw(filepath.Join(dir, "images", p.name+".img"))
+		if err != nil {
+			return err
+		}
+		defer closeImg()
+		if p.fs != nil {
+			block[p.name] = img
+		} else if p.name == "boot" {
+			raw[p.name] = img
+		}
+	}
+	name := fmt.Sprintf("romforge-%s-recovery.zip", opt.Device.Codename)
+	f, err := os.Create(filepath.Join(dir, name))
+	if err != nil {
+		return err
+	}
+	err = bundle.RecoveryZip(ctx, f, block, raw, bundle.RecoveryOptions{
+		Devices: append([]string{opt.Device.Codename}, opt.Device.Aliases...), BlockPrefix: opt.Device.BlockPrefix(),
+		UpdateBinary: in.UpdateBinary(), Time: opt.Epoch, Description: "romforge hardened build for " + opt.Device.DisplayName(),
+	})
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(filepath.Join(dir, name))
+		return err
+	}
+	m.RecoveryZip = name
+	return nil
+}
+
+func fileSHA256(path string) (string, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	if st.IsDir() {
+		return "", nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// stampTimes sets every file's mtime to the epoch, so archiving a bundle is reproducible too.
+func stampTimes(dir string, t time.Time) error {
+	return filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Chtimes(p, t, t)
+	})
+}

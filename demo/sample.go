@@ -1,0 +1,112 @@
+package demo
+
+import (
+	"archive/zip"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/romforge/romforge/bundle"
+	"github.com/romforge/romforge/fs/ext4"
+	"github.com/romforge/romforge/image"
+	"github.com/romforge/romforge/patches/miuitest"
+)
+
+// SampleOptions size the sample ROMs.
+type SampleOptions struct {
+	// SystemSize is the system image size in bytes (default 64 MiB).
+	SystemSize int64
+	// Device is written into the OTA metadata as pre-device (default armani).
+	Device string
+	// Padding adds a compressible file of this many bytes to system (bigger images for benchmarks).
+	Padding int
+}
+
+// epoch stamps every sample file (reproducible samples, hence reproducible builds).
+var epoch = time.Unix(1700000000, 0).UTC()
+
+// SampleBootImage returns a small Android boot image (header v0) with a kernel and a ramdisk.
+var SampleBootImage = func() []byte {
+	// A v0 header: magic, sizes, addresses and page size; the parts follow page-aligned.
+	const page = 2048
+	kernel := bytes.Repeat([]byte("KERNEL"), 1000)
+	ramdisk := bytes.Repeat([]byte("RAMDISK"), 300)
+	h := make([]byte, page)
+	copy(h, "ANDROID!")
+	le := func(off int, v uint32) { h[off], h[off+1], h[off+2], h[off+3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24) }
+	le(8, uint32(len(kernel)))
+	le(12, 0x00008000)
+	le(16, uint32(len(ramdisk)))
+	le(20, 0x01000000)
+	le(32, 0x00000100)
+	le(36, page)
+	copy(h[64:], "romforge-sample")
+	copy(h[64+16:], "console=ttyHSL0,115200,n8 androidboot.hardware=qcom")
+	pad := func(b []byte) []byte { return append(b, make([]byte, (page-len(b)%page)%page)...) }
+	return append(append(h, pad(kernel)...), pad(ramdisk)...)
+}
+
+// ArmaniROM writes an armani-class (A-only, ext4, no dynamic partitions) community ROM release: a
+// recovery-flashable block OTA zip whose system image is a MIUI-like tree with Xiaomi cloud apps, hosts
+// and props planted.
+func ArmaniROM(ctx context.Context, w io.Writer, opt SampleOptions) error {
+	if opt.SystemSize == 0 {
+		opt.SystemSize = 64 << 20
+	}
+	if opt.Device == "" {
+		opt.Device = "armani"
+	}
+	sys := miuitest.Partitions(miuitest.Options{Padding: opt.Padding})["system"]
+	f, err := os.CreateTemp("", "romforge-sample-system-*.img")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if _, err := ext4.Write(ctx, f, sys, ext4.WriteOptions{Size: opt.SystemSize, Profile: "legacy", Timestamp: epoch, MountPoint: "/system", VolumeName: "system"}); err != nil {
+		return fmt.Errorf("demo: system image: %w", err)
+	}
+	if err := f.Truncate(opt.SystemSize); err != nil {
+		return err
+	}
+	boot := SampleBootImage()
+	var zbuf bytes.Buffer
+	err = bundle.RecoveryZip(ctx, &zbuf,
+		map[string]image.Image{"system": image.New(f, opt.SystemSize)},
+		map[string]image.Image{"boot": image.New(bytes.NewReader(boot), int64(len(boot)))},
+		bundle.RecoveryOptions{Devices: []string{opt.Device}, BlockPrefix: "/dev/block/platform/msm_sdcc.1/by-name",
+			UpdateBinary: []byte("#!/sbin/sh\n# sample updater placeholder: recoveries ship their own\n"), Time: epoch,
+			Description: "LineageOS 14.1 sample for " + opt.Device})
+	if err != nil {
+		return err
+	}
+	// Add the OTA metadata a real build carries.
+	return addMetadata(w, zbuf.Bytes(), map[string]string{
+		"ota-type": "BLOCK", "pre-device": opt.Device, "post-build": "Xiaomi/armani/armani:7.1.2/NJH47F/1700000000:userdebug/test-keys",
+		"post-timestamp": "1700000000",
+	})
+}
+
+func addMetadata(w io.Writer, zipBytes []byte, meta map[string]string) error {
+	zr, err := zip.NewReader(bytes.NewReader(zipBytes), int64(len(zipBytes)))
+	if err != nil {
+		return err
+	}
+	zw := zip.NewWriter(w)
+	for _, f := range zr.File {
+		if err := zw.Copy(f); err != nil {
+			return err
+		}
+	}
+	hw, err := zw.CreateHeader(&zip.FileHeader{Name: "META-INF/com/android/metadata", Method: zip.Store, Modified: epoch})
+	if err != nil {
+		return err
+	}
+	for _, k := range []string{"ota-type", "post-build", "post-timestamp", "pre-device"} {
+		fmt.Fprintf(hw, "%s=%s\n", k, meta[k])
+	}
+	return zw.Close()
+}
