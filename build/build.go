@@ -181,7 +181,7 @@ func Run(ctx context.Context, opt Options) (res *Result, err error) {
 	// 4. Repack what changed (or what --fs converts); keep the rest byte for byte.
 	t0 = time.Now()
 	m := &bundle.Manifest{Format: 1, Device: opt.Device.Codename, Products: opt.Device.Products, Romforge: opt.Version,
-		Source: bundle.Source{File: filepath.Base(opt.Input), URL: opt.SourceURL, SHA256: srcSum, Kind: in.Kind(), Metadata: in.Metadata()},
+		Source:      bundle.Source{File: filepath.Base(opt.Input), URL: opt.SourceURL, SHA256: srcSum, Kind: in.Kind(), Metadata: in.Metadata()},
 		AntiVersion: in.AntiVersion(), AntiRollback: opt.Device.AntiRollback, Verity: opt.Verity, Patch: res.Report}
 	for _, s := range opt.Sets {
 		m.Sets = append(m.Sets, s.Name)

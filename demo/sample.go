@@ -36,7 +36,9 @@ var SampleBootImage = func() []byte {
 	ramdisk := bytes.Repeat([]byte("RAMDISK"), 300)
 	h := make([]byte, page)
 	copy(h, "ANDROID!")
-	le := func(off int, v uint32) { h[off], h[off+1], h[off+2], h[off+3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24) }
+	le := func(off int, v uint32) {
+		h[off], h[off+1], h[off+2], h[off+3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
+	}
 	le(8, uint32(len(kernel)))
 	le(12, 0x00008000)
 	le(16, uint32(len(ramdisk)))
