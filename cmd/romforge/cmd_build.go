@@ -1,0 +1,130 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/romforge/romforge/build"
+	"github.com/romforge/romforge/release"
+)
+
+func init() {
+	register(&cli.Command{
+		Name:      "build",
+		Usage:     "fetch or open a ROM, patch it, rebuild its images and write a flashable bundle",
+		ArgsUsage: "[--release [TAG]]",
+		Flags: append(append([]cli.Flag{}, sourceFlags...),
+			&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Usage: "ROM file or folder (A/B payload zip, block/file OTA zip, Xiaomi fastboot ROM, folder of images)"},
+			&cli.BoolFlag{Name: "release", Usage: "fetch the device's newest release (or the TAG given after it) first"},
+			&cli.StringSliceFlag{Name: "set", Aliases: []string{"s"}, Usage: "patch set name or YAML file (repeatable; default xiaomi-hardened)"},
+			&cli.StringFlag{Name: "fs", Value: "keep", Usage: "filesystem of rebuilt images: keep, ext4 or erofs"},
+			&cli.StringFlag{Name: "verity", Value: "disable", Usage: "disable (set vbmeta flags), resign (with --key) or keep"},
+			&cli.StringFlag{Name: "key", Usage: "AVB signing key (PEM) for --verity resign"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Required: true, Usage: "bundle folder to create"},
+			&cli.BoolFlag{Name: "allow-unverified", Usage: "with --release: accept a build without a published checksum"},
+		),
+		Action: runBuild,
+	})
+}
+
+func runBuild(c *cli.Context) error {
+	e := envOf(c)
+	d, err := lookupDevice(c)
+	if err != nil {
+		return err
+	}
+	input, url := c.String("input"), ""
+	switch {
+	case c.Bool("release") && input != "":
+		return usagef("build: give --input or --release, not both")
+	case c.Bool("release"):
+		if err := needArgs(c, 0, 1, "at most one TAG after --release"); err != nil {
+			return err
+		}
+		tag := c.String("tag")
+		if c.NArg() == 1 {
+			tag = c.Args().First()
+		}
+		srcs, _, err := sourcesFor(c, d)
+		if err != nil {
+			return err
+		}
+		builds, err := srcs[0].List(e.ctx, release.ListOptions{Tag: tag, Pre: c.Bool("pre")})
+		if err != nil {
+			return err
+		}
+		if len(builds) == 0 {
+			return fmt.Errorf("build: source %s has no build for %s", srcs[0].Name(), d.Codename)
+		}
+		b := builds[0]
+		e.logf("fetching %s %s (%s)", b.Source, b.Version, b.Asset)
+		input, err = release.Download(e.ctx, b, release.DownloadOptions{Dir: filepath.Join(e.cache, "downloads"), AllowUnverified: c.Bool("allow-unverified"), Progress: e.reporter()})
+		if err != nil {
+			return err
+		}
+		url = b.URL
+	case input == "":
+		return usagef("build: give --input FILE|DIR or --release [TAG]")
+	default:
+		if err := needArgs(c, 0, 0, "no positional arguments (use --input)"); err != nil {
+			return err
+		}
+	}
+	names := c.StringSlice("set")
+	if len(names) == 0 {
+		names = []string{"xiaomi-hardened"}
+	}
+	sets, err := loadSets(names)
+	if err != nil {
+		return err
+	}
+	res, err := build.Run(e.ctx, build.Options{
+		Device: d, Input: input, SourceURL: url, Sets: sets, FS: c.String("fs"), Verity: c.String("verity"),
+		Key: c.String("key"), Out: c.String("output"), Version: currentVersion().Version, Progress: e.reporter(),
+		Logf: e.logf,
+	})
+	if err != nil {
+		return err
+	}
+	m := res.Manifest
+	if e.json {
+		return e.printJSON(map[string]any{"bundle": c.String("output"), "manifest": m, "timings_seconds": res.Timings})
+	}
+	fmt.Fprintf(e.stdout, "bundle %s for %s (%s)\n", c.String("output"), d.Codename, d.DisplayName())
+	fmt.Fprintf(e.stdout, "  patch sets: %s — %d removed, %d added, %d modified\n", strings.Join(m.Sets, ", "), res.Report.Removed, res.Report.Added, res.Report.Changed)
+	if res.Before != nil && res.After != nil {
+		fmt.Fprintf(e.stdout, "  audit: %d finding(s) before, %d after\n", len(res.Before.Findings), len(res.After.Findings))
+	}
+	for _, im := range m.Images {
+		mark := ""
+		if im.Modified {
+			mark = " (rebuilt)"
+		}
+		fmt.Fprintf(e.stdout, "  %-12s %-6s %12d bytes%s\n", im.Partition, im.Format, im.Size, mark)
+	}
+	if m.RecoveryZip != "" {
+		fmt.Fprintf(e.stdout, "  recovery zip: %s\n", m.RecoveryZip)
+	}
+	for _, n := range m.Notes {
+		fmt.Fprintf(e.stdout, "  note: %s\n", n)
+	}
+	var stages []string
+	for k := range res.Timings {
+		stages = append(stages, k)
+	}
+	sort.Strings(stages)
+	var ts []string
+	for _, k := range stages {
+		ts = append(ts, fmt.Sprintf("%s %.1fs", k, res.Timings[k]))
+	}
+	fmt.Fprintf(e.stdout, "  time: %s\n", strings.Join(ts, ", "))
+	fmt.Fprintf(e.stdout, "flash it with: romforge flash %s\n", c.String("output"))
+	if res.After != nil && !res.After.Clean() {
+		return fmt.Errorf("build: the rebuilt images still audit dirty (%d findings); see manifest.json", len(res.After.Findings))
+	}
+	return nil
+}
