@@ -310,7 +310,7 @@ func (d *decoder) next() error {
 	if b == 0 {
 		return d.index(off)
 	}
-	return d.blockHeader(off, int(b+1)*4)
+	return d.blockHeader(off, (int(b)+1)*4)
 }
 
 func (d *decoder) blockHeader(off int64, size int) error {

@@ -283,3 +283,11 @@ func FuzzReader(f *testing.F) {
 		}
 	})
 }
+
+// Found by FuzzReader: a block header size byte of 0xFF overflowed to a zero-sized header and panicked.
+func TestBlockHeaderSizeFF(t *testing.T) {
+	s := []byte{0xFD, '7', 'z', 'X', 'Z', 0, 0, 1, 0x69, 0x22, 0xDE, 0x36, 0xFF}
+	if _, err := decodeAll(t, Config{}, s); !errors.Is(err, failure.ErrInvalid) {
+		t.Fatalf("got %v", err)
+	}
+}
