@@ -109,6 +109,7 @@ func (r *Result) Clean() bool { return len(r.Findings) == 0 }
 
 // Options tune a scan.
 type Options struct {
+	// Workers is how many files are scanned at once (default 2×GOMAXPROCS).
 	Workers  int
 	Progress progress.Reporter
 }

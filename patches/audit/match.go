@@ -21,6 +21,7 @@ import (
 type matcher struct {
 	pats   []pattern // all patterns, lowercased, as given (hit.pat indexes this)
 	maxLen int
+	minLen int // of the patterns in the automaton: shorter tokens cannot hold a match
 
 	class    [256]int32 // byte → input class; upper-case ASCII shares its lower-case class
 	nclass   int
@@ -79,8 +80,10 @@ func newMatcher(pats []pattern) *matcher {
 	keep := redundant(pats)
 
 	// Input classes: 0 for bytes in no pattern, then one per byte value used.
+	m.minLen = m.maxLen
 	for _, i := range keep {
 		t := pats[i].text
+		m.minLen = min(m.minLen, len(t))
 		for j := 0; j < len(t); j++ {
 			if m.class[t[j]] == 0 {
 				m.nclass++
@@ -220,7 +223,7 @@ func (m *matcher) scan(b []byte, from int, fn func(hit)) {
 		for end < len(b) && tokenChar[b[end]] {
 			end++
 		}
-		if end > from {
+		if end > from && end-start >= m.minLen {
 			m.run(b, start, end, from, fn)
 		}
 		i = end
