@@ -1,0 +1,285 @@
+package payload
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/romforge/romforge/internal/failure"
+)
+
+// smallPayload writes two small partitions with every full-payload operation type our writer makes.
+func smallPayload(t testing.TB) ([]byte, map[string][]byte) {
+	t.Helper()
+	var sys []byte
+	for i := 0; len(sys) < 160<<10; i++ { // compressible everywhere, so every chosen compressor is kept
+		sys = fmt.Appendf(sys, "line %d of a system image %x\n", i, i*i*7919)
+	}
+	imgs := map[string][]byte{"boot": testImage(10, 96<<10), "system": append(sys[:160<<10], make([]byte, 32<<10)...)}
+	kinds := []OpType{OpReplaceXZ, OpReplaceBZ, OpZSTD, OpReplace}
+	path := writePayload(t, []WritePartition{{Name: "boot", Image: memImage(imgs["boot"]), Compression: OpReplaceXZ},
+		{Name: "system", Image: memImage(imgs["system"])}},
+		WriteOptions{OpSize: 32 << 10, ZeroOps: true, Choose: func(_ string, i int, _ []byte) OpType { return kinds[i%4] }})
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, imgs
+}
+
+// rebuild re-encodes the manifest of payload b after edit, keeping the data blobs.
+func rebuild(t testing.TB, b []byte, edit func(m *Manifest)) []byte {
+	t.Helper()
+	p, err := NewReader(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit(p.Manifest)
+	man := p.Manifest.Encode()
+	out := make([]byte, HeaderSize)
+	copy(out, b[:HeaderSize])
+	binary.BigEndian.PutUint64(out[12:], uint64(len(man)))
+	binary.BigEndian.PutUint32(out[20:], 0)
+	out = append(out, man...)
+	return append(out, b[p.DataOffset:]...)
+}
+
+// extractTo runs ExtractAll on payload bytes into a fresh directory.
+func extractTo(t *testing.T, b []byte) (string, error) {
+	t.Helper()
+	dir := t.TempDir()
+	in := filepath.Join(t.TempDir(), "p.bin")
+	os.WriteFile(in, b, 0o644)
+	p, c, err := Open(in)
+	if err != nil {
+		return dir, err
+	}
+	defer c.Close()
+	_, err = p.ExtractAll(context.Background(), dir, nil, ExtractAllOptions{ExtractOptions: ExtractOptions{Workers: 2}})
+	return dir, err
+}
+
+// checkDir makes sure every image left in dir is complete and correct and no temporary file is left.
+func checkDir(t *testing.T, dir string, imgs map[string][]byte, failed bool) {
+	t.Helper()
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		name := strings.TrimSuffix(e.Name(), ".img")
+		want, ok := imgs[name]
+		if !ok {
+			t.Fatalf("left %s behind", e.Name())
+		}
+		got, _ := os.ReadFile(filepath.Join(dir, e.Name()))
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%s left behind as if complete, but wrong", e.Name())
+		}
+	}
+	if failed && len(ents) == len(imgs) {
+		t.Fatalf("failed, yet every image is present")
+	}
+}
+
+func TestTruncated(t *testing.T) {
+	b, imgs := smallPayload(t)
+	for cut := 0; cut < len(b); cut += 1 + cut/6 {
+		dir, err := extractTo(t, b[:cut])
+		if err == nil {
+			t.Fatalf("cut at %d/%d extracted without error", cut, len(b))
+		}
+		if !errors.Is(err, failure.ErrInvalid) {
+			t.Fatalf("cut at %d: %v is not ErrInvalid", cut, err)
+		}
+		checkDir(t, dir, imgs, true)
+	}
+}
+
+func TestHostileManifests(t *testing.T) {
+	b, imgs := smallPayload(t)
+	firstOf := func(m *Manifest, ty OpType) *Operation {
+		for i := range m.Partitions[1].Operations {
+			if op := &m.Partitions[1].Operations[i]; op.HasData && op.Type == ty {
+				return op
+			}
+		}
+		t.Fatalf("no %s op", ty)
+		return nil
+	}
+	firstData := func(m *Manifest) *Operation { return firstOf(m, OpReplaceXZ) }
+	cases := []struct {
+		name  string
+		mk    func() []byte
+		want  string
+		index bool // the error names partition and operation index
+	}{
+		{"manifest beyond file", func() []byte {
+			c := bytes.Clone(b)
+			binary.BigEndian.PutUint64(c[12:], uint64(len(b)))
+			return c
+		}, "manifest size", false},
+		{"metadata signature beyond file", func() []byte {
+			c := bytes.Clone(b)
+			binary.BigEndian.PutUint32(c[20:], uint32(len(b)))
+			return c
+		}, "metadata signature size", false},
+		{"version 1", func() []byte {
+			c := bytes.Clone(b)
+			binary.BigEndian.PutUint64(c[4:], 1)
+			return c
+		}, "version 1", false},
+		{"extent out of range", func() []byte {
+			return rebuild(t, b, func(m *Manifest) { m.Partitions[1].Operations[3].DstExtents[0].StartBlock = 1 << 40 })
+		}, "outside the", true},
+		{"overlapping extents", func() []byte {
+			return rebuild(t, b, func(m *Manifest) { m.Partitions[1].Operations[2].DstExtents[0].StartBlock = 0 })
+		}, "overlap", true},
+		{"data beyond payload", func() []byte {
+			return rebuild(t, b, func(m *Manifest) { firstData(m).DataOffset = uint64(len(b)) })
+		}, "beyond", true},
+		{"hash mismatch", func() []byte {
+			return rebuild(t, b, func(m *Manifest) { firstData(m).DataSHA256[0] ^= 1 })
+		}, "hash mismatch", true},
+		{"partition hash mismatch", func() []byte {
+			return rebuild(t, b, func(m *Manifest) { m.Partitions[1].NewInfo.Hash[0] ^= 1 })
+		}, "hash mismatch", false},
+		{"unsupported op", func() []byte {
+			return rebuild(t, b, func(m *Manifest) { m.Partitions[1].Operations[2].Type = OpPuffDiff })
+		}, "unsupported operation PUFFDIFF", true},
+		{"decompression bomb bzip2", func() []byte {
+			return rebuild(t, b, func(m *Manifest) { firstOf(m, OpReplaceBZ).DstExtents[0].NumBlocks = 1 })
+		}, "more bytes than its destination", true},
+		{"decompression bomb zstd", func() []byte {
+			return rebuild(t, b, func(m *Manifest) { firstOf(m, OpZSTD).DstExtents[0].NumBlocks = 1 })
+		}, "more bytes than its destination", true},
+		{"decompression bomb xz", func() []byte {
+			// The LZMA2 dictionary is capped at the destination size, so the stream fails either on a match
+			// reaching past it or on the output limit.
+			return rebuild(t, b, func(m *Manifest) { firstData(m).DstExtents[0].NumBlocks = 1 })
+		}, "", true},
+		{"replace too short", func() []byte {
+			return rebuild(t, b, func(m *Manifest) { firstOf(m, OpReplace).DstExtents[0].NumBlocks += 2 })
+		}, "does not fill", true},
+		{"corrupt xz data", func() []byte {
+			return rebuild(t, b, func(m *Manifest) {
+				op := firstData(m)
+				op.DataSHA256 = nil // let the decoder see it
+				op.DataOffset++
+			})
+		}, "", true},
+	}
+	for _, c := range cases {
+		dir, err := extractTo(t, c.mk())
+		if err == nil || !errors.Is(err, failure.ErrInvalid) || !strings.Contains(err.Error(), c.want) {
+			t.Fatalf("%s: got %v, want an ErrInvalid mentioning %q", c.name, err, c.want)
+		}
+		var oe *OpError
+		if c.index && (!errors.As(err, &oe) || oe.Partition != "system" || !strings.Contains(err.Error(), `partition "system" operation`)) {
+			t.Fatalf("%s: error does not name partition and operation: %v", c.name, err)
+		}
+		if c.name == "hash mismatch" && !errors.Is(err, ErrHashMismatch) {
+			t.Fatalf("hash mismatch is not ErrHashMismatch: %v", err)
+		}
+		checkDir(t, dir, imgs, true)
+	}
+}
+
+func TestNotAPayload(t *testing.T) {
+	for _, b := range [][]byte{nil, []byte("CrA"), []byte("PK\x03\x04garbage"), bytes.Repeat([]byte{0}, 100)} {
+		if _, err := NewReader(bytes.NewReader(b), int64(len(b))); !errors.Is(err, failure.ErrInvalid) {
+			t.Fatalf("%q: %v", b, err)
+		}
+		path := filepath.Join(t.TempDir(), "x")
+		os.WriteFile(path, b, 0o644)
+		if _, _, err := Open(path); !errors.Is(err, failure.ErrInvalid) {
+			t.Fatalf("Open %q: %v", b, err)
+		}
+	}
+}
+
+func TestSmallPayloadExtracts(t *testing.T) {
+	b, imgs := smallPayload(t)
+	dir, err := extractTo(t, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDir(t, dir, imgs, false)
+	if ents, _ := os.ReadDir(dir); len(ents) != 2 {
+		t.Fatalf("extracted %d files", len(ents))
+	}
+}
+
+// memWriterAt is a bounded in-memory destination for fuzzing.
+type memWriterAt struct{ b []byte }
+
+func (m *memWriterAt) WriteAt(p []byte, off int64) (int, error) {
+	if off < 0 || off+int64(len(p)) > int64(len(m.b)) {
+		return 0, errors.New("write outside the partition")
+	}
+	return copy(m.b[off:], p), nil
+}
+
+func (m *memWriterAt) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 || off >= int64(len(m.b)) {
+		return 0, errors.New("read outside")
+	}
+	return copy(p, m.b[off:]), nil
+}
+
+func fuzzSeeds(f *testing.F) {
+	b, _ := smallPayload(f)
+	f.Add(b)
+	for _, n := range []string{"testdata/fixture-full-head.bin", "testdata/fixture-delta-head.bin"} {
+		if s, err := os.ReadFile(n); err == nil {
+			f.Add(s)
+		}
+	}
+}
+
+func FuzzHeader(f *testing.F) {
+	fuzzSeeds(f)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := NewReader(bytes.NewReader(b), int64(len(b)))
+		if err != nil {
+			if !errors.Is(err, failure.ErrInvalid) {
+				t.Fatalf("error %v is not ErrInvalid", err)
+			}
+			return
+		}
+		_ = p.Info()
+		for _, pt := range p.Partitions() {
+			if pt.Size > 4<<20 {
+				continue
+			}
+			dst := &memWriterAt{b: make([]byte, pt.Size)}
+			err := p.Extract(context.Background(), pt.Name, dst, ExtractOptions{Workers: 2, Source: memImage(make([]byte, 64<<10))})
+			if err != nil && !errors.Is(err, failure.ErrInvalid) {
+				t.Fatalf("extract %s: error %v is not ErrInvalid", pt.Name, err)
+			}
+		}
+	})
+}
+
+func FuzzManifest(f *testing.F) {
+	fuzzSeeds(f)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) > HeaderSize && string(b[:4]) == Magic {
+			b = b[HeaderSize:]
+		}
+		m, err := DecodeManifest(b)
+		if err != nil {
+			return
+		}
+		m2, err := DecodeManifest(m.Encode())
+		if err != nil {
+			t.Fatalf("re-decoding our encoding: %v", err)
+		}
+		if len(m2.Partitions) != len(m.Partitions) {
+			t.Fatalf("partitions %d != %d", len(m2.Partitions), len(m.Partitions))
+		}
+	})
+}
