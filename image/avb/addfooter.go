@@ -58,12 +58,12 @@ type FooterOptions struct {
 // FooterResult says what was written.
 type FooterResult struct {
 	Footer        Footer
-	Hash          *HashDescriptor     `json:",omitempty"`
-	Hashtree      *HashtreeDescriptor `json:",omitempty"`
+	Hash          *HashDescriptor     // set by AddHashFooter
+	Hashtree      *HashtreeDescriptor // set by AddHashtreeFooter
 	ReplacedOld   bool                // an existing footer was replaced
-	FECPreserved  bool
-	Notes         []string
-	PartitionSize int64
+	FECPreserved  bool                // the replaced footer's FEC data was kept (content unchanged)
+	Notes         []string            // what the user should know, e.g. that FEC was dropped
+	PartitionSize int64               // final size of the image file
 }
 
 func (o *FooterOptions) hash() (crypto.Hash, string, error) {

@@ -108,6 +108,7 @@ func TestFootersAgainstLiveAvbtool(t *testing.T) {
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			data := pattern(c.size, byte(i))
 			// avbtool verify_image finds a descriptor's partition as DIR/NAME.img
 			opt := FooterOptions{PartitionName: "p" + strconv.Itoa(i), PartitionSize: c.part, Salt: salt(t, c.saltHex), HashAlgorithm: c.hash}

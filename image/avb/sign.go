@@ -95,8 +95,8 @@ func Sign(opt SignOptions) ([]byte, error) {
 	for _, v := range opt.Include {
 		bump(v.RequiredLibavbMinor)
 		for _, d := range v.Descriptors {
-			if name, kind := partitionOf(d), pyClassName(d); kind != "" && hasPartitionName(d) {
-				named[kind+"_"+name] = EncodeDescriptor(d)
+			if kind := pyClassName(d); kind != "" {
+				named[kind+"_"+partitionOf(d)] = EncodeDescriptor(d)
 			} else {
 				desc = append(desc, EncodeDescriptor(d)...)
 			}
@@ -184,5 +184,3 @@ func pyClassName(d Descriptor) string {
 	}
 	return ""
 }
-
-func hasPartitionName(d Descriptor) bool { return pyClassName(d) != "" }

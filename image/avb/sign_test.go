@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/romforge/romforge/image"
 	"github.com/romforge/romforge/internal/validators"
 )
 
@@ -24,8 +25,12 @@ func TestSignAgainstLiveAvbtool(t *testing.T) {
 		{AlgorithmSHA256RSA2048, "2048"}, {AlgorithmSHA256RSA4096, "4096"},
 		{AlgorithmSHA512RSA2048, "2048"}, {AlgorithmSHA512RSA4096, "4096"}, {AlgorithmNone, ""},
 	}
+	// verify_image looks for boot.img/system.img beside the image
+	copyTo(t, filepath.Join(dir, "avb", "boot.img"), filepath.Join(tmp, "boot.img"))
+	copyTo(t, filepath.Join(dir, "avb", "system.img"), filepath.Join(tmp, "system.img"))
 	for _, c := range cases {
 		t.Run(c.alg.String(), func(t *testing.T) {
+			t.Parallel()
 			out := filepath.Join(tmp, c.alg.String()+".avbtool.img")
 			args := []string{"make_vbmeta_image", "--output", out, "--algorithm", c.alg.String(), "--rollback_index", "9",
 				"--rollback_index_location", "2", "--flags", "1", "--prop", "com.android.build.x:1.2 'q'", "--prop", "k:",
@@ -63,9 +68,6 @@ func TestSignAgainstLiveAvbtool(t *testing.T) {
 			if c.bits != "" {
 				vargs = append(vargs, "--key", keyFile(t, c.bits))
 			}
-			// verify_image looks for boot.img/system.img beside the image
-			copyTo(t, filepath.Join(dir, "avb", "boot.img"), filepath.Join(tmp, "boot.img"))
-			copyTo(t, filepath.Join(dir, "avb", "system.img"), filepath.Join(tmp, "system.img"))
 			if o := validators.Run(t, "avbtool", vargs...); !strings.Contains(o, "Successfully verified") {
 				t.Fatal(o)
 			}
@@ -93,5 +95,39 @@ func TestSignErrors(t *testing.T) {
 		if _, err := Sign(opt); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// A chained vbmeta is checked with the chain descriptor's key; chaining further is a finding.
+func TestVerifyChainRules(t *testing.T) {
+	_, k2 := loadKey(t, "2048")
+	_, k4 := loadKey(t, "4096")
+	pk2, _ := EncodePublicKey(&k2.Key.PublicKey)
+	pk4, _ := EncodePublicKey(&k4.Key.PublicKey)
+	inner, err := Sign(SignOptions{Algorithm: AlgorithmSHA256RSA2048, Key: k2.Key,
+		Chains: []ChainPartition{{Name: "deeper", Location: 2, PublicKey: pk4}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	top, err := Sign(SignOptions{Algorithm: AlgorithmSHA256RSA4096, Key: k4.Key, Chains: []ChainPartition{{Name: "inner", Location: 1, PublicKey: pk2}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tv, _ := Parse(top)
+	mem := func(b []byte) *memFile { return &memFile{b: b} }
+	rep, err := Verify(context.Background(), &Image{VBMeta: tv}, nil, VerifyOptions{PublicKey: pk4,
+		Images: MapImages(map[string]image.Image{"inner": mem(inner).image()})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := rep.Failed()
+	if len(f) != 1 || f[0].Partition != "deeper" || !strings.Contains(f[0].Message, "may not chain") {
+		t.Fatalf("nested chain: %+v", rep.Checks)
+	}
+	// the chained image signed by another key than the descriptor names is a finding
+	wrong, _ := Sign(SignOptions{Algorithm: AlgorithmSHA256RSA4096, Key: k4.Key})
+	rep, _ = Verify(context.Background(), &Image{VBMeta: tv}, nil, VerifyOptions{Images: MapImages(map[string]image.Image{"inner": mem(wrong).image()})})
+	if f := rep.Failed(); len(f) != 1 || f[0].What != "public_key" || f[0].Partition != "inner" {
+		t.Fatalf("wrong chained key: %+v", rep.Checks)
 	}
 }

@@ -282,7 +282,13 @@ func verifyChain(ctx context.Context, r *Report, d *ChainPartitionDescriptor, op
 	} else if opt.ExpectedChains != nil {
 		r.add(Check{Partition: name, What: "chain_partition", Message: "no expected key given for this chained partition"})
 	}
-	if opt.Images == nil || depth > 0 {
+	if depth > 0 {
+		// libavb accepts chain descriptors only in the top-level vbmeta
+		r.add(Check{Partition: name, What: "chain_partition", Message: "a chained vbmeta may not chain further partitions"})
+		return nil
+	}
+	if opt.Images == nil {
+		r.add(Check{Partition: name, What: "chain_partition", Skipped: true, Message: "no images given; the chained vbmeta was not checked"})
 		return nil
 	}
 	pi, closer, err := opt.Images(name)
