@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/romforge/romforge/bundle"
-	"github.com/romforge/romforge/demo"
+	"github.com/romforge/romforge/demo/sample"
 	"github.com/romforge/romforge/devices"
 	"github.com/romforge/romforge/internal/failure"
 	"github.com/romforge/romforge/internal/validators"
@@ -32,7 +32,7 @@ func armaniROM(t *testing.T, dev string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := demo.ArmaniROM(context.Background(), f, demo.SampleOptions{SystemSize: 32 << 20, Device: dev}); err != nil {
+	if err := sample.ArmaniROM(context.Background(), f, sample.Options{SystemSize: 32 << 20, Device: dev}); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()

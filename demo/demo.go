@@ -13,6 +13,7 @@ import (
 
 	"github.com/romforge/romforge/build"
 	"github.com/romforge/romforge/bundle"
+	"github.com/romforge/romforge/demo/sample"
 	"github.com/romforge/romforge/devices"
 	"github.com/romforge/romforge/flash"
 	"github.com/romforge/romforge/flash/emulator"
@@ -89,7 +90,7 @@ type scenario struct {
 var scenarios = []scenario{{
 	device: "armani", repo: "demo-community/armani-releases", asset: "lineage-14.1-20231114-UNOFFICIAL-armani.zip",
 	make: func(ctx context.Context, w io.Writer) error {
-		return ArmaniROM(ctx, w, SampleOptions{SystemSize: 48 << 20})
+		return sample.ArmaniROM(ctx, w, sample.Options{SystemSize: 48 << 20})
 	},
 }}
 
@@ -117,7 +118,7 @@ func runScenario(ctx context.Context, opt Options, dir string, sc scenario) (*Sc
 	if err := sc.make(ctx, &rom); err != nil {
 		return nil, err
 	}
-	srv, err := StartReleaseServer(sc.repo, []Release{{Tag: "14.1-20231114", Name: "LineageOS 14.1 (sample)", Published: epoch, Assets: []Asset{{Name: sc.asset, Data: rom.Bytes()}}}})
+	srv, err := StartReleaseServer(sc.repo, []Release{{Tag: "14.1-20231114", Name: "LineageOS 14.1 (sample)", Published: sample.Epoch, Assets: []Asset{{Name: sc.asset, Data: rom.Bytes()}}}})
 	if err != nil {
 		return nil, err
 	}

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/romforge/romforge/demo"
+	"github.com/romforge/romforge/demo/sample"
 	"github.com/romforge/romforge/devices"
 	"github.com/romforge/romforge/flash/emulator"
 	"github.com/romforge/romforge/flash/fastboot"
@@ -48,7 +48,7 @@ func sampleBundle(t *testing.T) string {
 	t.Helper()
 	rom := filepath.Join(t.TempDir(), "lineage-14.1-armani.zip")
 	f, _ := os.Create(rom)
-	if err := demo.ArmaniROM(context.Background(), f, demo.SampleOptions{SystemSize: 24 << 20}); err != nil {
+	if err := sample.ArmaniROM(context.Background(), f, sample.Options{SystemSize: 24 << 20}); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()

@@ -1,4 +1,6 @@
-package demo
+// Package sample makes small, reproducible community-ROM releases with MIUI-like cloud apps planted, for
+// romforge demo, end-to-end tests and benchmarks.
+package sample
 
 import (
 	"archive/zip"
@@ -15,8 +17,8 @@ import (
 	"github.com/romforge/romforge/patches/miuitest"
 )
 
-// SampleOptions size the sample ROMs.
-type SampleOptions struct {
+// Options size the sample ROMs.
+type Options struct {
 	// SystemSize is the system image size in bytes (default 64 MiB).
 	SystemSize int64
 	// Device is written into the OTA metadata as pre-device (default armani).
@@ -25,11 +27,11 @@ type SampleOptions struct {
 	Padding int
 }
 
-// epoch stamps every sample file (reproducible samples, hence reproducible builds).
-var epoch = time.Unix(1700000000, 0).UTC()
+// Epoch stamps every sample file (reproducible samples, hence reproducible builds).
+var Epoch = time.Unix(1700000000, 0).UTC()
 
-// SampleBootImage returns a small Android boot image (header v0) with a kernel and a ramdisk.
-var SampleBootImage = func() []byte {
+// BootImage returns a small Android boot image (header v0) with a kernel and a ramdisk.
+var BootImage = func() []byte {
 	// A v0 header: magic, sizes, addresses and page size; the parts follow page-aligned.
 	const page = 2048
 	kernel := bytes.Repeat([]byte("KERNEL"), 1000)
@@ -54,7 +56,7 @@ var SampleBootImage = func() []byte {
 // ArmaniROM writes an armani-class (A-only, ext4, no dynamic partitions) community ROM release: a
 // recovery-flashable block OTA zip whose system image is a MIUI-like tree with Xiaomi cloud apps, hosts
 // and props planted.
-func ArmaniROM(ctx context.Context, w io.Writer, opt SampleOptions) error {
+func ArmaniROM(ctx context.Context, w io.Writer, opt Options) error {
 	if opt.SystemSize == 0 {
 		opt.SystemSize = 64 << 20
 	}
@@ -68,19 +70,19 @@ func ArmaniROM(ctx context.Context, w io.Writer, opt SampleOptions) error {
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	if _, err := ext4.Write(ctx, f, sys, ext4.WriteOptions{Size: opt.SystemSize, Profile: "legacy", Timestamp: epoch, MountPoint: "/system", VolumeName: "system"}); err != nil {
+	if _, err := ext4.Write(ctx, f, sys, ext4.WriteOptions{Size: opt.SystemSize, Profile: "legacy", Timestamp: Epoch, MountPoint: "/system", VolumeName: "system"}); err != nil {
 		return fmt.Errorf("demo: system image: %w", err)
 	}
 	if err := f.Truncate(opt.SystemSize); err != nil {
 		return err
 	}
-	boot := SampleBootImage()
+	boot := BootImage()
 	var zbuf bytes.Buffer
 	err = bundle.RecoveryZip(ctx, &zbuf,
 		map[string]image.Image{"system": image.New(f, opt.SystemSize)},
 		map[string]image.Image{"boot": image.New(bytes.NewReader(boot), int64(len(boot)))},
 		bundle.RecoveryOptions{Devices: []string{opt.Device}, BlockPrefix: "/dev/block/platform/msm_sdcc.1/by-name",
-			UpdateBinary: []byte("#!/sbin/sh\n# sample updater placeholder: recoveries ship their own\n"), Time: epoch,
+			UpdateBinary: []byte("#!/sbin/sh\n# sample updater placeholder: recoveries ship their own\n"), Time: Epoch,
 			Description: "LineageOS 14.1 sample for " + opt.Device})
 	if err != nil {
 		return err
@@ -103,7 +105,7 @@ func addMetadata(w io.Writer, zipBytes []byte, meta map[string]string) error {
 			return err
 		}
 	}
-	hw, err := zw.CreateHeader(&zip.FileHeader{Name: "META-INF/com/android/metadata", Method: zip.Store, Modified: epoch})
+	hw, err := zw.CreateHeader(&zip.FileHeader{Name: "META-INF/com/android/metadata", Method: zip.Store, Modified: Epoch})
 	if err != nil {
 		return err
 	}
