@@ -122,7 +122,7 @@ func Run(ctx context.Context, opt Options) (res *Result, err error) {
 
 	// 1. Open and check the input.
 	t0 := time.Now()
-	in, err := Open(opt.Input)
+	in, err := Open(opt.Input, opt.Device)
 	if err != nil {
 		return nil, err
 	}
@@ -305,7 +305,7 @@ func checkDevice(d *devices.Device, in Input) error {
 	for _, a := range d.Aliases {
 		names[strings.ToLower(a)] = true
 	}
-	for _, p := range strings.Split(pre, ",") {
+	for _, p := range strings.FieldsFunc(pre, func(r rune) bool { return r == ',' || r == '|' }) {
 		if names[strings.ToLower(strings.TrimSpace(p))] {
 			return nil
 		}

@@ -1,6 +1,7 @@
 package build
 
 import (
+	"archive/zip"
 	"context"
 	"errors"
 	"os"
@@ -9,9 +10,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/romforge/romforge/android/apk"
 	"github.com/romforge/romforge/bundle"
 	"github.com/romforge/romforge/demo/sample"
 	"github.com/romforge/romforge/devices"
+	"github.com/romforge/romforge/fs/fsimage"
 	"github.com/romforge/romforge/internal/failure"
 	"github.com/romforge/romforge/internal/validators"
 	"github.com/romforge/romforge/patches"
@@ -143,4 +146,72 @@ func TestBuildRefusals(t *testing.T) {
 			t.Errorf("%s: %v", filepath.Base(in), err)
 		}
 	}
+}
+
+// TestXiaomiFastbootROMBuild builds from the Xiaomi-style fastboot ROM fixture (tgz with images/ and
+// flash_all.sh): its system image is patched and rebuilt, the anti-rollback version and products carried.
+func TestXiaomiFastbootROMBuild(t *testing.T) {
+	fx := validators.Fixtures(t)
+	roms, _ := filepath.Glob(filepath.Join(fx, "fastboot", "armani_images_*.tgz"))
+	if len(roms) != 1 {
+		t.Fatalf("fixture tgz: %v", roms)
+	}
+	out := filepath.Join(t.TempDir(), "bundle")
+	res, err := Run(context.Background(), Options{Device: device(t, "armani"), Input: roms[0], Sets: hardened(t), Out: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Before.Clean() || !res.After.Clean() {
+		t.Fatalf("audits: before %d, after %v", len(res.Before.Findings), res.After.Findings)
+	}
+	if res.Manifest.Source.Kind != "xiaomi-fastboot" {
+		t.Fatalf("kind %s", res.Manifest.Source.Kind)
+	}
+	validators.Run(t, validators.Tool(t, "e2fsck"), "-fn", filepath.Join(out, "images/system.img"))
+}
+
+// TestFileOTABuild builds system.img from a CyanogenMod-style file OTA (system/ files + updater-script).
+func TestFileOTABuild(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "cm-11-armani.zip")
+	f, _ := os.Create(p)
+	zw := zip.NewWriter(f)
+	add := func(name, body string) {
+		w, _ := zw.Create(name)
+		w.Write([]byte(body))
+	}
+	add("system/build.prop", "ro.product.device=armani\nro.xiaomi.cloud.endpoint=https://i.mi.com\n")
+	add("system/etc/hosts", "127.0.0.1 localhost\n")
+	add("system/bin/toolbox", "\x7fELF")
+	add("system/app/XMSF.apk", string(apk.Build("com.xiaomi.xmsf", "", nil)))
+	add("boot.img", string(sample.BootImage()))
+	add("META-INF/com/google/android/update-binary", "#!/sbin/sh\n")
+	add("META-INF/com/google/android/updater-script", `assert(getprop("ro.product.device") == "armani" || getprop("ro.build.product") == "armani");
+package_extract_dir("system", "/system");
+symlink("toolbox", "/system/bin/ls");
+set_metadata_recursive("/system", "uid", 0, "gid", 0, "dmode", 0755, "fmode", 0644, "capabilities", 0x0, "selabel", "u:object_r:system_file:s0");
+set_metadata("/system/bin/toolbox", "uid", 0, "gid", 2000, "mode", 0755, "capabilities", 0x0, "selabel", "u:object_r:toolbox_exec:s0");
+`)
+	zw.Close()
+	f.Close()
+	out := filepath.Join(t.TempDir(), "bundle")
+	res, err := Run(context.Background(), Options{Device: device(t, "armani"), Input: p, Sets: hardened(t), Out: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.After.Clean() || res.Before.Clean() {
+		t.Fatalf("audits %d → %v", len(res.Before.Findings), res.After.Findings)
+	}
+	img, err := fsimage.Open(filepath.Join(out, "images/system.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	m, err := img.Meta("bin/toolbox")
+	if err != nil || m.GID != 2000 || m.Mode.Perm() != 0o755 || m.SELinux() != "u:object_r:toolbox_exec:s0" {
+		t.Fatalf("toolbox meta %+v %v", m, err)
+	}
+	if l, err := img.Meta("bin/ls"); err != nil || l.Target != "toolbox" {
+		t.Fatalf("symlink %+v %v", l, err)
+	}
+	validators.Run(t, validators.Tool(t, "e2fsck"), "-fn", filepath.Join(out, "images/system.img"))
 }

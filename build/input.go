@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/romforge/romforge/devices"
 	"github.com/romforge/romforge/image/blockota"
 	"github.com/romforge/romforge/internal/failure"
 )
@@ -32,14 +33,17 @@ type Input interface {
 }
 
 // openers try to open an input; the first that recognises it wins. Format packages register theirs.
-var openers []func(path string) (Input, bool, error)
+// The device is passed because some inputs are built to its partition sizes (file OTAs).
+var openers []func(path string, d *devices.Device) (Input, bool, error)
 
-func registerOpener(f func(path string) (Input, bool, error)) { openers = append(openers, f) }
+func registerOpener(f func(path string, d *devices.Device) (Input, bool, error)) {
+	openers = append(openers, f)
+}
 
-// Open recognises and opens a ROM input.
-func Open(path string) (Input, error) {
+// Open recognises and opens a ROM input for device d (nil: no device-specific sizing).
+func Open(path string, d *devices.Device) (Input, error) {
 	for _, o := range openers {
-		in, ok, err := o(path)
+		in, ok, err := o(path, d)
 		if err != nil {
 			return nil, err
 		}
@@ -94,7 +98,7 @@ type blockOTA struct {
 	binary []byte
 }
 
-func openBlockOTA(path string) (Input, bool, error) {
+func openBlockOTA(path string, _ *devices.Device) (Input, bool, error) {
 	if st, err := os.Stat(path); err != nil || st.IsDir() {
 		return nil, false, nil
 	}
@@ -217,7 +221,7 @@ type imageDir struct {
 	parts []string
 }
 
-func openImageDir(path string) (Input, bool, error) {
+func openImageDir(path string, _ *devices.Device) (Input, bool, error) {
 	st, err := os.Stat(path)
 	if err != nil || !st.IsDir() {
 		return nil, false, nil
@@ -255,4 +259,12 @@ func (d *imageDir) Extract(_ context.Context, name, path string) error {
 		err = cerr
 	}
 	return err
+}
+
+// copyImage copies a whole image to w.
+func copyImage(w io.Writer, img interface {
+	ReadAt([]byte, int64) (int, error)
+	Size() int64
+}) (int64, error) {
+	return io.Copy(w, io.NewSectionReader(img, 0, img.Size()))
 }
