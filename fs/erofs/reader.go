@@ -44,6 +44,9 @@ type dirent struct {
 // maxDirCache bounds how many directories' entries are kept decoded.
 const maxDirCache = 64
 
+// maxDirBytes bounds a directory's size (about a million entries).
+const maxDirBytes = 64 << 20
+
 // Open reads the superblock of img and returns the filesystem. Unknown incompatible features, a bad
 // checksum or fields pointing outside the image are errors satisfying errors.Is(err, failure.ErrInvalid).
 func Open(img image.Image) (*FS, error) {
@@ -283,6 +286,9 @@ func (f *FS) readDir(in *inode) ([]dirent, error) {
 		return d, nil
 	}
 	f.mu.Unlock()
+	if in.size > maxDirBytes {
+		return nil, errAt(in.off, "directory nid %d: %d bytes is beyond any real directory", in.nid, in.size)
+	}
 	d, err := newData(f, in, "")
 	if err != nil {
 		return nil, err

@@ -124,7 +124,7 @@ func TestMkfsImagesReadBack(t *testing.T) {
 func TestWrittenImagesWithTools(t *testing.T) {
 	validators.Root(t)
 	validators.Tool(t, "fsck.erofs")
-	tr := sampleTree(t, 3000)
+	tr := sampleTree(t, 1500)
 	src := filepath.Join(t.TempDir(), "src")
 	os.Mkdir(src, 0o755)
 	materialize(t, tr, src)

@@ -57,7 +57,7 @@ func TestWriteFixtureTree(t *testing.T) {
 }
 
 func TestWriteDeterministic(t *testing.T) {
-	tr := sampleTree(t, 300)
+	tr := sampleTree(t, 100)
 	for _, m := range modes[1:3] {
 		var sums [][32]byte
 		for _, workers := range []int{1, 4} {
@@ -93,7 +93,7 @@ func sampleTreeN(t *testing.T, nfiles, longName int) *tree.Mem {
 	mk("etc", dir, nil)
 	mk("big", dir, nil)
 	var text bytes.Buffer
-	for i := 0; text.Len() < 3<<20; i++ {
+	for i := 0; text.Len() < 1<<20; i++ {
 		text.WriteString("ro.build.prop.key")
 		text.WriteString(string(rune('a' + i%26)))
 		text.WriteString("=value\n")
@@ -107,7 +107,7 @@ func sampleTreeN(t *testing.T, nfiles, longName int) *tree.Mem {
 		rnd[i] = byte(x)
 	}
 	for i := 0; i < nfiles; i++ {
-		n := (i * 7919) % 20000
+		n := (i * 7919) % 9000
 		var data []byte
 		switch i % 3 {
 		case 0:
@@ -136,7 +136,10 @@ func sampleTreeN(t *testing.T, nfiles, longName int) *tree.Mem {
 	mk("fifo", tree.Meta{Mode: 0o644 | 1<<25}, nil)
 	mk("big/text", tree.Meta{Mode: 0o644}, text.Bytes())
 	mk("big/random", tree.Meta{Mode: 0o644}, rnd)
-	mk("big/zeros", tree.Meta{Mode: 0o644}, make([]byte, 5<<20+17))
+	big := make([]byte, 10<<20+17) // ≥ 10 MiB, mostly zeros with text and random runs
+	copy(big[3<<20:], text.Bytes())
+	copy(big[7<<20+5:], rnd)
+	mk("big/mixed", tree.Meta{Mode: 0o644}, big)
 	return tr
 }
 

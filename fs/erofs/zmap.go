@@ -354,8 +354,11 @@ func (z *zmap) mapOffset(o int64) (extent, error) {
 	// logical end: scan forward to the next head
 	end := z.in.size
 	for l, n := headlcn+1, 0; ; n++ {
-		if l<<z.lbits >= z.in.size || n > int(z.totalidx) {
+		if l<<z.lbits >= z.in.size {
 			break
+		}
+		if int64(n) > maxExtentBytes>>z.lbits {
+			return e, z.corrupt("extent at lcluster %d longer than %d bytes", headlcn, maxExtentBytes)
 		}
 		nx, err := z.load(l)
 		if err != nil {
