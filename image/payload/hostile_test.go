@@ -230,10 +230,41 @@ func (m *memWriterAt) ReadAt(p []byte, off int64) (int, error) {
 	return copy(p, m.b[off:]), nil
 }
 
+// tinyPayload is a few-KB payload with every full-payload operation type, the fuzz seed
+// testdata/tiny-payload.bin (regenerate with ROMFORGE_UPDATE_SEEDS=1 go test -run TestTinySeed).
+func tinyPayload(t testing.TB) []byte {
+	var img []byte
+	for i := 0; len(img) < 20<<10; i++ {
+		img = fmt.Appendf(img, "%d,", i*i)
+	}
+	img = append(img[:20<<10], make([]byte, 4096)...)
+	kinds := []OpType{OpReplaceXZ, OpReplaceBZ, OpZSTD, OpReplace, OpZero}
+	path := writePayload(t, []WritePartition{{Name: "a", Image: memImage(img)}, {Name: "b", Image: memImage(img[:8192])}},
+		WriteOptions{OpSize: 4096, ZeroOps: true, Choose: func(_ string, i int, _ []byte) OpType { return kinds[i%4] }})
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestTinySeed(t *testing.T) {
+	b := tinyPayload(t)
+	if os.Getenv("ROMFORGE_UPDATE_SEEDS") != "" {
+		os.WriteFile("testdata/tiny-payload.bin", b, 0o644)
+	}
+	p, err := NewReader(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := &memWriterAt{b: make([]byte, 24<<10)}
+	if err := p.Extract(context.Background(), "a", dst, ExtractOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func fuzzSeeds(f *testing.F) {
-	b, _ := smallPayload(f)
-	f.Add(b)
-	for _, n := range []string{"testdata/fixture-full-head.bin", "testdata/fixture-delta-head.bin"} {
+	for _, n := range []string{"testdata/tiny-payload.bin", "testdata/fixture-full-head.bin", "testdata/fixture-delta-head.bin"} {
 		if s, err := os.ReadFile(n); err == nil {
 			f.Add(s)
 		}
