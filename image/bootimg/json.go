@@ -195,10 +195,13 @@ type jsonHeader struct {
 
 // sameInJSON reports whether two strings serialise to the same JSON (invalid UTF-8 becomes U+FFFD),
 // so a string read back from header.json can be matched to the raw bytes it was written from.
-func sameInJSON(a, b string) bool {
-	ja, _ := json.Marshal(a)
-	jb, _ := json.Marshal(b)
-	return bytes.Equal(ja, jb)
+func sameInJSON(decoded, raw string) bool {
+	j, err := json.Marshal(raw)
+	if err != nil {
+		return false
+	}
+	var back string
+	return json.Unmarshal(j, &back) == nil && back == decoded
 }
 
 // UnmarshalJSON reads the header fields written by MarshalJSON (unknown keys are ignored).

@@ -71,6 +71,15 @@ func (im *Image) Unpack(ctx context.Context, dir string) ([]string, error) {
 			return nil, failure.Kinded(failure.ErrIO, err)
 		}
 	}
+	return im.unpackTo(ctx, func(name string, r io.Reader, holes bool) (string, int64, error) {
+		return writeFile(filepath.Join(dir, name), r, holes)
+	})
+}
+
+// sink stores one unpacked file and returns the SHA-256 and length of what it stored.
+type sink func(name string, r io.Reader, holes bool) (string, int64, error)
+
+func (im *Image) unpackTo(ctx context.Context, store sink) ([]string, error) {
 	h := im.Header
 	m := manifest{Files: map[string]fileSum{}, ShortPadding: im.Short, Notes: im.Notes, RawVendorRamdisk: im.rawRamdisks}
 	var written []string
@@ -78,7 +87,7 @@ func (im *Image) Unpack(ctx context.Context, dir string) ([]string, error) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		sum, n, err := writeFile(filepath.Join(dir, name), r, false)
+		sum, n, err := store(name, r, false)
 		if err != nil {
 			return err
 		}
@@ -121,7 +130,7 @@ func (im *Image) Unpack(ctx context.Context, dir string) ([]string, error) {
 		m.Padding[k] = base64.StdEncoding.EncodeToString(v)
 	}
 	if t := im.Tail(); t != nil {
-		sum, n, err := writeFile(filepath.Join(dir, TailFile), t, true)
+		sum, n, err := store(TailFile, t, true)
 		if err != nil {
 			return nil, err
 		}
@@ -133,7 +142,7 @@ func (im *Image) Unpack(ctx context.Context, dir string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, _, err := writeFile(filepath.Join(dir, HeaderFile), bytes.NewReader(append(js, '\n')), false); err != nil {
+	if _, _, err := store(HeaderFile, bytes.NewReader(append(js, '\n')), false); err != nil {
 		return nil, err
 	}
 	return append(written, HeaderFile), nil
@@ -197,6 +206,19 @@ func Repack(ctx context.Context, dir string) (*Output, error) {
 	if err != nil {
 		return nil, failure.Kinded(failure.ErrInvalid, fmt.Errorf("bootimg: %w (unpack an image into %s first)", err, dir))
 	}
+	return repackFrom(ctx, dir, data, func(name string) (image.Image, io.Closer, error) {
+		f, err := image.OpenFile(filepath.Join(dir, name))
+		if err != nil {
+			return nil, nil, err
+		}
+		return f, f, nil
+	})
+}
+
+// source opens one unpacked file; a missing one gives an error satisfying errors.Is(err, fs.ErrNotExist).
+type source func(name string) (image.Image, io.Closer, error)
+
+func repackFrom(ctx context.Context, dir string, data []byte, openFile source) (*Output, error) {
 	h := &Header{}
 	if err := json.Unmarshal(data, h); err != nil {
 		return nil, failure.Kinded(failure.ErrInvalid, fmt.Errorf("bootimg: %s: %w", filepath.Join(dir, HeaderFile), err))
@@ -227,14 +249,14 @@ func Repack(ctx context.Context, dir string) (*Output, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		f, err := image.OpenFile(filepath.Join(dir, name))
+		f, c, err := openFile(name)
 		if errors.Is(err, fs.ErrNotExist) && !required {
 			return nil, nil
 		}
 		if err != nil {
 			return nil, failure.Kinded(failure.ErrInvalid, fmt.Errorf("bootimg: repack: %w", err))
 		}
-		closers = append(closers, f)
+		closers = append(closers, c)
 		sum, err := hashImage(f, sha256.New())
 		if err != nil {
 			return nil, failure.Kinded(failure.ErrIO, fmt.Errorf("bootimg: reading %s: %w", name, err))
@@ -295,6 +317,7 @@ func Repack(ctx context.Context, dir string) (*Output, error) {
 		}
 		var raw []byte
 		if !changed && m.RawTable != "" {
+			var err error
 			if raw, err = base64.StdEncoding.DecodeString(m.RawTable); err != nil {
 				closeAll()
 				return nil, failure.Kinded(failure.ErrInvalid, fmt.Errorf("bootimg: header.json raw_vendor_ramdisk_table: %w", err))
@@ -312,7 +335,9 @@ func Repack(ctx context.Context, dir string) (*Output, error) {
 		parts[SecRamdiskTable] = bytesImage(tab)
 	}
 	// Header fields that only restate the layout: keep them as read while nothing changed.
-	fillDefaults(h)
+	if m.Files == nil {
+		fillDefaults(h)
+	}
 	if changed {
 		as.finish = func(h *Header, secs []Section) error {
 			if h.Kind == KindBoot && h.HeaderVersion < 3 {
@@ -333,7 +358,7 @@ func Repack(ctx context.Context, dir string) (*Output, error) {
 			closeAll()
 			return nil, failure.Kinded(failure.ErrInvalid, fmt.Errorf("bootimg: header.json padding %s: %w", k, err))
 		}
-		if fs, ok := m.Files[k]; k == "header" || ok && fs.SHA256 == sums[k] {
+		if fs, ok := m.Files[k]; k == "header" || !changed || ok && fs.SHA256 == sums[k] {
 			as.padding[k] = b
 		}
 	}
