@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 
 	"github.com/romforge/romforge/fs/erofs/lz4block"
-	"github.com/romforge/romforge/internal/failure"
 )
 
 // maxExtentBytes bounds one decompressed extent, so a hostile index cannot make us allocate without limit.
@@ -169,9 +168,6 @@ func (z *zmap) loadCompact(lcn int64) (lcluster, error) {
 	default:
 		pos += z.c4init*4 + z.c2b*2
 		lcn -= z.c4init + z.c2b
-	}
-	if lcn >= z.c4init && pos == z.base {
-		// not reached: handled by switch
 	}
 	pos += lcn << shift
 	vcnt := int64(2)
@@ -431,5 +427,3 @@ func (z *zmap) decompress(e extent, buf []byte) ([]byte, error) {
 	}
 	return buf, nil
 }
-
-var _ = failure.ErrInvalid
