@@ -304,6 +304,8 @@ func Preflight(ctx context.Context, d Device, p *Plan, opt PreflightOptions) (*C
 			physical = append(physical, s)
 		case s.Op == OpReboot || s.Op == OpRebootBootloader || s.Op == OpRebootFastboot || s.Op == OpSetActive:
 			tail = append(tail, s) // reboots and explicit slot changes come after every write
+		case s.Op == OpLock:
+			notes = append(notes, "the ROM's script relocks the bootloader; romforge never relocks (with anything but untouched vendor-signed images that bricks Xiaomi phones): lock it yourself if you are sure")
 		}
 	}
 	withSlot := func(part string) []string {

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -107,28 +109,126 @@ func runInspect(c *cli.Context) error {
 	return failure.Kinded(failure.ErrInvalid, fmt.Errorf("inspect: %s is not a format romforge recognises (sparse, payload, OTA zip, Xiaomi fastboot ROM, super, boot, vbmeta, dtbo, ext4, EROFS)", path))
 }
 
-// printHuman prints the description as indented key: value lines (the JSON form has the same fields).
+// printHuman prints the description as an indented outline in field order (the JSON form has the same
+// fields): "key: value" lines, lists of scalars on one line, lists of objects as "-" items.
 func printHuman(e *env, kind, path string, info any) error {
 	fmt.Fprintf(e.stdout, "%s: %s\n", path, e.bold(kind))
-	var buf bytes.Buffer
-	saved := e.stdout
-	e.stdout = &buf
-	if err := e.printJSON(info); err != nil {
-		e.stdout = saved
+	b, err := json.Marshal(info)
+	if err != nil {
 		return err
 	}
-	e.stdout = saved
-	for _, ln := range strings.Split(strings.TrimRight(buf.String(), "\n"), "\n") {
-		t := strings.TrimSpace(ln)
-		if t == "{" || t == "}" || t == "}," || t == "]" || t == "]," {
-			continue
-		}
-		t = strings.TrimSuffix(t, ",")
-		t = strings.TrimSuffix(strings.TrimSuffix(t, " {"), " [")
-		t = strings.Replace(t, `": `, ": ", 1)
-		t = strings.TrimPrefix(t, `"`)
-		indent := len(ln) - len(strings.TrimLeft(ln, " "))
-		fmt.Fprintf(e.stdout, "%s%s\n", strings.Repeat(" ", max(0, indent-2)), t)
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	v, err := decodeOrdered(dec)
+	if err != nil {
+		return err
 	}
+	printOutline(e.stdout, v, 0)
 	return nil
+}
+
+// ordered is a JSON object with its keys in document order.
+type ordered struct {
+	keys []string
+	vals map[string]any
+}
+
+func decodeOrdered(dec *json.Decoder) (any, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	switch t := tok.(type) {
+	case json.Delim:
+		switch t {
+		case '{':
+			o := &ordered{vals: map[string]any{}}
+			for dec.More() {
+				kt, err := dec.Token()
+				if err != nil {
+					return nil, err
+				}
+				k, _ := kt.(string)
+				v, err := decodeOrdered(dec)
+				if err != nil {
+					return nil, err
+				}
+				o.keys = append(o.keys, k)
+				o.vals[k] = v
+			}
+			_, err := dec.Token()
+			return o, err
+		case '[':
+			var a []any
+			for dec.More() {
+				v, err := decodeOrdered(dec)
+				if err != nil {
+					return nil, err
+				}
+				a = append(a, v)
+			}
+			_, err := dec.Token()
+			return a, err
+		}
+	}
+	return tok, nil
+}
+
+func scalar(v any) (string, bool) {
+	switch t := v.(type) {
+	case nil:
+		return "-", true
+	case string:
+		return t, true
+	case json.Number:
+		return t.String(), true
+	case bool:
+		return fmt.Sprint(t), true
+	}
+	return "", false
+}
+
+func printOutline(w io.Writer, v any, depth int) {
+	ind := strings.Repeat("  ", depth)
+	switch t := v.(type) {
+	case *ordered:
+		for _, k := range t.keys {
+			val := t.vals[k]
+			if s, ok := scalar(val); ok {
+				fmt.Fprintf(w, "%s%s: %s\n", ind, k, s)
+				continue
+			}
+			if a, ok := val.([]any); ok {
+				if len(a) == 0 {
+					fmt.Fprintf(w, "%s%s: []\n", ind, k)
+					continue
+				}
+				all := true
+				var parts []string
+				for _, x := range a {
+					s, ok := scalar(x)
+					all = all && ok
+					parts = append(parts, s)
+				}
+				if all {
+					fmt.Fprintf(w, "%s%s: %s\n", ind, k, strings.Join(parts, ", "))
+					continue
+				}
+			}
+			fmt.Fprintf(w, "%s%s:\n", ind, k)
+			printOutline(w, val, depth+1)
+		}
+	case []any:
+		for _, x := range t {
+			if s, ok := scalar(x); ok {
+				fmt.Fprintf(w, "%s- %s\n", ind, s)
+				continue
+			}
+			fmt.Fprintf(w, "%s-\n", ind)
+			printOutline(w, x, depth+1)
+		}
+	default:
+		s, _ := scalar(v)
+		fmt.Fprintf(w, "%s%s\n", ind, s)
+	}
 }

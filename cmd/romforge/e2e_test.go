@@ -14,6 +14,8 @@ import (
 	"github.com/romforge/romforge/flash/emulator"
 	"github.com/romforge/romforge/flash/fastboot"
 	"github.com/romforge/romforge/fs/fsimage"
+	"github.com/romforge/romforge/image/sparse"
+	"github.com/romforge/romforge/internal/validators"
 	"github.com/romforge/romforge/fs/tree"
 	"github.com/romforge/romforge/patches"
 	"github.com/romforge/romforge/patches/audit"
@@ -134,5 +136,34 @@ func TestFlashShWithAOSPClient(t *testing.T) {
 	got, _ := os.ReadFile(em.PartitionPath("system"))
 	if len(got) < len(want) || string(got[:len(want)]) != string(want) {
 		t.Fatalf("system partition after flash.sh differs (%d vs %d bytes)", len(got), len(want))
+	}
+}
+
+// TestFlashXiaomiROM flashes the Xiaomi-style fastboot ROM fixture (its flash_all.sh parsed, never run) to
+// the emulator: erases and flashes in the script's order, and the images land byte for byte.
+func TestFlashXiaomiROM(t *testing.T) {
+	fx := validators.Fixtures(t)
+	roms, _ := filepath.Glob(filepath.Join(fx, "fastboot", "armani_images_*.tgz"))
+	em, serial := startEmulator(t, "armani", emulator.Options{})
+	cache := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", cache)
+	code, stdout, stderr := runCLI(t, "flash", roms[0], "--serial", serial, "--yes")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	// The images as the flash extracted them (the tgz is read, never executed).
+	dir := filepath.Join(cache, "romforge", "xiaomi", strings.TrimSuffix(filepath.Base(roms[0]), ".tgz"))
+	for _, p := range []string{"boot", "system", "recovery"} {
+		img, c, err := sparse.Open(filepath.Join(dir, "images", p+".img"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := make([]byte, img.Size())
+		img.ReadAt(want, 0)
+		c.Close()
+		got, _ := os.ReadFile(em.PartitionPath(p))
+		if len(got) < len(want) || string(got[:len(want)]) != string(want) {
+			t.Errorf("%s differs after flashing", p)
+		}
 	}
 }

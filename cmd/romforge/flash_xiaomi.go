@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/romforge/romforge/devices"
+	"github.com/romforge/romforge/flash"
+	"github.com/romforge/romforge/internal/failure"
+	"github.com/romforge/romforge/rom"
+	"github.com/romforge/romforge/rom/xiaomi"
+)
+
+func init() { planLoaders = append(planLoaders, loadXiaomiPlan) }
+
+// loadXiaomiPlan turns a Xiaomi fastboot ROM's flash_all script (parsed, never run) into a plan; a .tgz
+// is unpacked into the cache first (refusing path escapes).
+func loadXiaomiPlan(target string, d *devices.Device) (*flash.Plan, bool, error) {
+	in, err := rom.Detect(target)
+	if err != nil || (in.Kind != rom.KindXiaomiFastbootTGZ && in.Kind != rom.KindXiaomiFastbootDir) {
+		return nil, false, nil
+	}
+	r, err := xiaomi.Open(context.Background(), target)
+	if err != nil {
+		return nil, true, err
+	}
+	if d == nil {
+		cat, err := devices.Builtin()
+		if err != nil {
+			return nil, true, err
+		}
+		for _, p := range r.Products {
+			if ds := cat.ByProduct(p); len(ds) == 1 {
+				d = ds[0]
+				break
+			}
+		}
+		if d == nil {
+			return nil, true, failure.Kinded(failure.ErrUsage, fmt.Errorf("flash: the ROM is for %s, which the catalog does not know; pass --device", strings.Join(r.Products, ", ")))
+		}
+	}
+	root := filepath.Join(target, r.Root)
+	if !in.IsDir {
+		dir := filepath.Join(defaultCacheDir(), "xiaomi", strings.TrimSuffix(filepath.Base(target), filepath.Ext(target)))
+		if _, err := os.Stat(filepath.Join(dir, ".complete")); err != nil {
+			os.RemoveAll(dir)
+			f, err := os.Open(target)
+			if err != nil {
+				return nil, true, err
+			}
+			err = xiaomi.Extract(context.Background(), f, r.Root, dir, nil, nil)
+			f.Close()
+			if err != nil {
+				return nil, true, err
+			}
+			os.WriteFile(filepath.Join(dir, ".complete"), nil, 0o644)
+		}
+		root = dir
+	}
+	p := &flash.Plan{Device: d, Codename: d.Codename, Products: r.Products, AntiVersion: r.AntiVersion}
+	for _, s := range r.Steps {
+		st := flash.Step{Op: s.Op, Partition: s.Partition}
+		switch s.Op {
+		case "format":
+			st.Op = flash.OpErase // fastboot format = erase plus a fresh filesystem the OS makes on boot
+		case xiaomi.OpFlash:
+			st.Image = filepath.Join(root, filepath.FromSlash(s.Image))
+			st.Partition = strings.TrimSuffix(s.Partition, "_ab")
+			if s.Slot == "all" && p.Slot == "" {
+				p.Slot = "all"
+			}
+			if cp, ok := d.Partition(strings.TrimSuffix(strings.TrimSuffix(st.Partition, "_a"), "_b")); ok {
+				st.Logical = cp.Logical
+			}
+		case "set_active":
+			st.Slot = s.Slot
+		}
+		p.Steps = append(p.Steps, st)
+	}
+	return p, true, nil
+}
