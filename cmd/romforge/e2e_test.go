@@ -14,9 +14,9 @@ import (
 	"github.com/romforge/romforge/flash/emulator"
 	"github.com/romforge/romforge/flash/fastboot"
 	"github.com/romforge/romforge/fs/fsimage"
+	"github.com/romforge/romforge/fs/tree"
 	"github.com/romforge/romforge/image/sparse"
 	"github.com/romforge/romforge/internal/validators"
-	"github.com/romforge/romforge/fs/tree"
 	"github.com/romforge/romforge/patches"
 	"github.com/romforge/romforge/patches/audit"
 )
