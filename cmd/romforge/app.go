@@ -43,8 +43,10 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		ErrWriter:              stderr,
 		EnableBashCompletion:   true,
 		UseShortOptionHandling: false,
-		ExitErrHandler:         func(*cli.Context, error) {}, // run() maps errors to exit codes
-		OnUsageError:           usageError,
+		// --prop k:a,b and --set values may contain commas: repeat the flag instead of splitting.
+		DisableSliceFlagSeparator: true,
+		ExitErrHandler:            func(*cli.Context, error) {}, // run() maps errors to exit codes
+		OnUsageError:              usageError,
 	}
 	var setUsage func([]*cli.Command)
 	setUsage = func(cs []*cli.Command) {
