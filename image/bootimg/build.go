@@ -282,6 +282,7 @@ func buildVendor(a *Args) (*Output, error) {
 		return (&assembly{h: h, parts: parts}).output()
 	}
 	h.HeaderSize = vendorV4Len
+	h.VendorRamdiskTableEntrySize = tableEntrySizeV4
 	frags := a.VendorRamdiskFragments
 	if a.VendorRamdisk != nil {
 		frags = append([]RamdiskFragment{{Type: RamdiskTypePlatform, Data: a.VendorRamdisk}}, frags...)
@@ -334,6 +335,10 @@ func ramdiskConcat(h *Header, datas []image.Image) image.Image {
 func encodeTable(h *Header, raw []byte) ([]byte, error) {
 	if raw != nil {
 		return raw, nil
+	}
+	if len(h.VendorRamdisks) == 0 {
+		h.VendorRamdiskTableEntryNum = 0 // keep the entry size field as it is
+		return nil, nil
 	}
 	var tab []byte
 	es := tableEntrySizeV4

@@ -187,8 +187,12 @@ func (im *Image) sectionByName(name string) *Section {
 func (im *Image) readRamdiskTable() error {
 	h := im.Header
 	if h.VendorRamdiskTableEntryNum == 0 {
+		im.rawRamdisks = h.RamdiskSize != 0 // bytes no entry describes
 		if h.VendorRamdiskTableSize != 0 {
-			im.rawTable, _ = im.readSection(SecRamdiskTable)
+			var err error
+			if im.rawTable, err = im.readSection(SecRamdiskTable); err != nil {
+				return err
+			}
 		}
 		return nil
 	}
