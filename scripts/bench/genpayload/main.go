@@ -265,7 +265,7 @@ func decodeBlobs(dir string) error {
 		if err != nil {
 			return err
 		}
-		start := time.Now()
+		start, cpu0 := time.Now(), cpuTime()
 		var r io.Reader
 		switch ext {
 		case "xz":
@@ -284,9 +284,9 @@ func decodeBlobs(dir string) error {
 		if err != nil {
 			return fmt.Errorf("blobs.%s: %w", ext, err)
 		}
-		el := time.Since(start)
+		el, cpu := time.Since(start), cpuTime()-cpu0
 		total += el
-		fmt.Printf("go-decode %-4s %8.3fs  %7.1f MB/s out (%d bytes)\n", ext, el.Seconds(), float64(n)/el.Seconds()/1e6, n)
+		fmt.Printf("go-decode %-4s %8.3fs wall %8.3fs cpu  %7.1f MB/s per cpu-second (%d bytes out)\n", ext, el.Seconds(), cpu.Seconds(), float64(n)/cpu.Seconds()/1e6, n)
 		f.Close()
 	}
 	fmt.Printf("go-decode all  %8.3fs\n", total.Seconds())
