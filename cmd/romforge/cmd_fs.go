@@ -16,6 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/romforge/romforge/fs/erofs"
 	"github.com/romforge/romforge/fs/ext4"
 	"github.com/romforge/romforge/fs/tree"
 	"github.com/romforge/romforge/image"
@@ -148,13 +149,34 @@ func openFSImage(p string) (*fsImage, error) {
 	return &fsImage{Tree: t, kind: kind, mountPoint: mp, closer: closer}, nil
 }
 
-// openEROFS and buildEROFS connect the EROFS package (fs/erofs) once it provides Open and Write.
-func openEROFS(image.Image) (tree.Tree, error) {
-	return nil, failure.Kinded(failure.ErrInvalid, errors.New("EROFS support not built yet"))
+// openEROFS and buildEROFS connect the EROFS package.
+func openEROFS(img image.Image) (tree.Tree, error) {
+	return erofs.Open(img)
 }
 
-func buildEROFS(*cli.Context, *env, io.WriterAt, tree.Tree, time.Time, string) (int64, error) {
-	return 0, failure.Kinded(failure.ErrInvalid, errors.New("EROFS support not built yet"))
+func buildEROFS(c *cli.Context, e *env, w io.WriterAt, src tree.Tree, ts time.Time, mp string) (int64, error) {
+	uuid, err := parseUUID(c.String("uuid"))
+	if err != nil {
+		return 0, err
+	}
+	switch c.String("compress") {
+	case "", "none", "lz4", "lz4hc":
+	default:
+		return 0, usagef("--compress %q: use lz4, lz4hc or none", c.String("compress"))
+	}
+	comp := c.String("compress")
+	if comp == "none" {
+		comp = ""
+	}
+	label := c.String("label")
+	if label == "" && mp != "" {
+		label = path.Base(mp)
+	}
+	r, err := erofs.Write(e.ctx, w, src, erofs.WriteOptions{Compression: comp, UUID: uuid, Timestamp: ts, VolumeName: label, Progress: e.reporter()})
+	if err != nil {
+		return 0, err
+	}
+	return r.Size, nil
 }
 
 // fsEntry is one line of `fs ls`.
