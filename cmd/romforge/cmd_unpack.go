@@ -42,6 +42,7 @@ type unpackInput struct {
 	path string
 	head []byte      // first bytes of a file
 	zip  *zip.Reader // when INPUT is a zip
+	dir  bool        // INPUT is a directory (an extracted Xiaomi fastboot ROM, a folder of images)
 }
 
 // unpackOptions are the flags every unpacker understands.
@@ -79,7 +80,9 @@ type unpacker struct {
 }
 
 var unpackers = []unpacker{
-	{kind: "payload", match: func(in *unpackInput) bool { return in.zip == nil && strings.HasPrefix(string(in.head), payload.Magic) }, unpack: unpackPayload},
+	{kind: "payload", match: func(in *unpackInput) bool {
+		return !in.dir && in.zip == nil && strings.HasPrefix(string(in.head), payload.Magic)
+	}, unpack: unpackPayload},
 	{kind: "ab-ota-zip", match: func(in *unpackInput) bool { return in.zip != nil && zipHas(in.zip, "payload.bin") }, unpack: unpackPayload},
 }
 
@@ -159,7 +162,7 @@ func detectUnpackInput(path string) (*unpackInput, io.Closer, error) {
 	}
 	if st.IsDir() {
 		f.Close()
-		return nil, nil, failure.Kinded(failure.ErrInvalid, fmt.Errorf("unpack: %s is a directory; no directory inputs are supported yet", path))
+		return &unpackInput{path: path, dir: true}, io.NopCloser(nil), nil
 	}
 	in := &unpackInput{path: path, head: make([]byte, 8192)}
 	n, err := f.ReadAt(in.head, 0)
