@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -313,4 +314,37 @@ func FuzzManifest(f *testing.F) {
 			t.Fatalf("partitions %d != %d", len(m2.Partitions), len(m.Partitions))
 		}
 	})
+}
+
+// TestMutatedPayloads feeds randomly damaged copies of the tiny payload through open and extract: every
+// failure must be an invalid-input error, and nothing may panic.
+func TestMutatedPayloads(t *testing.T) {
+	seed, err := os.ReadFile("testdata/tiny-payload.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for it := 0; it < 400; it++ {
+		b := bytes.Clone(seed)
+		for k := 0; k < 1+r.IntN(4); k++ {
+			b[r.IntN(len(b))] = byte(r.Uint32())
+		}
+		p, err := NewReader(bytes.NewReader(b), int64(len(b)))
+		if err != nil {
+			if !errors.Is(err, failure.ErrInvalid) {
+				t.Fatalf("mutation %d: open error %v is not ErrInvalid", it, err)
+			}
+			continue
+		}
+		for _, pt := range p.Partitions() {
+			if pt.Size > 4<<20 {
+				continue
+			}
+			dst := &memWriterAt{b: make([]byte, pt.Size)}
+			err := p.Extract(context.Background(), pt.Name, dst, ExtractOptions{Workers: 2, Source: memImage(make([]byte, 64<<10))})
+			if err != nil && !errors.Is(err, failure.ErrInvalid) {
+				t.Fatalf("mutation %d: extract %s: %v is not ErrInvalid", it, pt.Name, err)
+			}
+		}
+	}
 }

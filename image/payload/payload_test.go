@@ -2,14 +2,21 @@ package payload
 
 import (
 	"bytes"
+	"compress/bzip2"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/andybalholm/brotli"
+
+	"github.com/romforge/romforge/image/payload/bspatch"
 	"github.com/romforge/romforge/internal/failure"
 	"github.com/romforge/romforge/internal/validators"
 	"github.com/romforge/romforge/progress"
@@ -85,12 +92,108 @@ func TestFixtureDelta(t *testing.T) {
 	if ents, _ := os.ReadDir(out); len(ents) != 0 {
 		t.Fatalf("left files behind: %v", ents)
 	}
-	// With verification off, per-operation source hashes are not checked either, but a hash mismatch of
-	// one operation's source is reported with its index when they are.
-	_, err = p.ExtractAll(context.Background(), out, []string{"boot"}, ExtractAllOptions{SourceDir: wrong, ExtractOptions: ExtractOptions{}})
-	if err == nil {
-		t.Fatal("wrong source accepted")
+	// Without old_partition_info, each operation's src_sha256_hash still catches the wrong source, naming
+	// the operation.
+	p.Manifest.Partitions[0].OldInfo = nil
+	_, err = p.ExtractAll(context.Background(), out, []string{"boot"}, ExtractAllOptions{SourceDir: wrong})
+	if !errors.As(err, &oe) || oe.Partition != "boot" || !errors.Is(err, ErrHashMismatch) || !strings.Contains(err.Error(), "source SHA-256") {
+		t.Fatalf("wrong source, per-op check: %v", err)
 	}
+	if ents, _ := os.ReadDir(out); len(ents) != 0 {
+		t.Fatalf("left files behind: %v", ents)
+	}
+}
+
+// TestBrotliBSDiff turns the fixture's SOURCE_BSDIFF (BSDIFF40) operations into BROTLI_BSDIFF ones with
+// BSDF2 patches (brotli control/diff/extra streams), as newer AOSP delta generators write, and applies them.
+func TestBrotliBSDiff(t *testing.T) {
+	fx := validators.Fixtures(t)
+	raw, err := os.ReadFile(filepath.Join(fx, "payload/delta/payload.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewReader(bytes.NewReader(raw), int64(len(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var data []byte
+	converted := 0
+	m := p.Manifest
+	m.MinorVersion = 4
+	m.HasSignatures = false
+	for pi := range m.Partitions {
+		for oi := range m.Partitions[pi].Operations {
+			op := &m.Partitions[pi].Operations[oi]
+			if !op.HasData {
+				continue
+			}
+			blob := raw[p.DataOffset+int64(op.DataOffset):][:op.DataLength]
+			if op.Type == OpSourceBSDiff {
+				blob = bsdf2Brotli(t, blob)
+				op.Type, op.SrcLength, op.DstLength = OpBrotliBSDiff, 0, 0
+				converted++
+			}
+			op.DataOffset, op.DataLength = uint64(len(data)), uint64(len(blob))
+			sum := sha256.Sum256(blob)
+			op.DataSHA256 = sum[:]
+			data = append(data, blob...)
+		}
+	}
+	if converted < 2 {
+		t.Fatalf("only %d bsdiff ops converted", converted)
+	}
+	man := m.Encode()
+	out := append([]byte(Magic), make([]byte, 20)...)
+	binary.BigEndian.PutUint64(out[4:], 2)
+	binary.BigEndian.PutUint64(out[12:], uint64(len(man)))
+	out = append(append(out, man...), data...)
+	path := filepath.Join(t.TempDir(), "brotli.bin")
+	os.WriteFile(path, out, 0o644)
+	old := t.TempDir()
+	os.Symlink(filepath.Join(fx, "boot/boot-v4.img"), filepath.Join(old, "boot.img"))
+	os.Symlink(filepath.Join(fx, "ext4/system.img"), filepath.Join(old, "system.img"))
+	dir := t.TempDir()
+	q := mustOpen(t, path)
+	if q.Info().OpCounts["BROTLI_BSDIFF"] != converted {
+		t.Fatalf("op counts %v", q.Info().OpCounts)
+	}
+	if _, err := q.ExtractAll(context.Background(), dir, nil, ExtractAllOptions{SourceDir: old}); err != nil {
+		t.Fatal(err)
+	}
+	sameFile(t, filepath.Join(dir, "boot.img"), filepath.Join(fx, "boot/boot-v4-new.img"))
+	sameFile(t, filepath.Join(dir, "system.img"), filepath.Join(fx, "ext4/system-v2.img"))
+}
+
+// bsdf2Brotli re-encodes a BSDIFF40 patch as BSDF2 with three brotli streams.
+func bsdf2Brotli(t *testing.T, patch []byte) []byte {
+	t.Helper()
+	h, err := bspatch.ParseHeader(patch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := patch[32:]
+	parts := [][]byte{body[:h.CtrlLen], body[h.CtrlLen : h.CtrlLen+h.DiffLen], body[h.CtrlLen+h.DiffLen:]}
+	out := append([]byte("BSDF2"), bspatch.Brotli, bspatch.Brotli, bspatch.Brotli)
+	out = append(out, make([]byte, 24)...)
+	var streams [][]byte
+	for _, part := range parts {
+		plain, err := io.ReadAll(bzip2.NewReader(bytes.NewReader(part)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b bytes.Buffer
+		w := brotli.NewWriter(&b)
+		w.Write(plain)
+		w.Close()
+		streams = append(streams, b.Bytes())
+	}
+	bspatch.PutOfftin(out[8:], int64(len(streams[0])))
+	bspatch.PutOfftin(out[16:], int64(len(streams[1])))
+	bspatch.PutOfftin(out[24:], h.NewSize)
+	for _, s := range streams {
+		out = append(out, s...)
+	}
+	return out
 }
 
 // TestWriterPaycheck: payloads from our writer pass AOSP's checker and its applier reproduces the inputs;
