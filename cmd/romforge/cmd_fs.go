@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"golang.org/x/sys/unix"
 
 	"github.com/romforge/romforge/fs/erofs"
 	"github.com/romforge/romforge/fs/ext4"
@@ -487,14 +486,14 @@ func extractTree(e *env, t tree.Tree, dir string) (*extractStats, error) {
 				st.skipped++
 				return nil
 			}
-			if err := unix.Mknod(host, tree.UnixMode(m.Mode), int(m.Rdev)); err != nil {
+			if err := hostMknod(host, tree.UnixMode(m.Mode), m.Rdev); err != nil {
 				return err
 			}
 		}
 		if root {
 			_ = os.Lchown(host, int(m.UID), int(m.GID))
 			for k, v := range m.Xattrs {
-				_ = unix.Lsetxattr(host, k, v, 0)
+				_ = hostLsetxattr(host, k, v)
 			}
 			if m.Mode&fs.ModeSymlink == 0 && !m.Mode.IsDir() {
 				_ = os.Chmod(host, fsHostMode(m.Mode))
@@ -523,7 +522,7 @@ func extractFile(t tree.Tree, name, host string, m tree.Meta) (int64, error) {
 		return 0, err
 	}
 	defer src.Close()
-	f, err := os.OpenFile(host, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+	f, err := os.OpenFile(host, os.O_WRONLY|os.O_CREATE|os.O_EXCL|oNoFollow, 0o600)
 	if err != nil {
 		return 0, err
 	}
