@@ -215,3 +215,44 @@ set_metadata("/system/bin/toolbox", "uid", 0, "gid", 2000, "mode", 0755, "capabi
 	}
 	validators.Run(t, validators.Tool(t, "e2fsck"), "-fn", filepath.Join(out, "images/system.img"))
 }
+
+// TestABDynamicBuild builds from an A/B OTA zip (payload.bin with EROFS logical partitions): system is
+// patched and rebuilt as EROFS (fsck.erofs accepts it), vbmeta gets the disable flags, the flash plan
+// marks the logical partitions, and two builds are byte-identical.
+func TestABDynamicBuild(t *testing.T) {
+	rom := filepath.Join(t.TempDir(), "alioth-ota.zip")
+	f, _ := os.Create(rom)
+	if err := sample.ABROM(context.Background(), f, "alioth"); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	var sums [2]string
+	for i := range sums {
+		out := filepath.Join(t.TempDir(), "bundle")
+		res, err := Run(context.Background(), Options{Device: device(t, "alioth"), Input: rom, Sets: hardened(t), Out: out})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Before.Clean() || !res.After.Clean() {
+			t.Fatalf("audits %d → %v", len(res.Before.Findings), res.After.Findings)
+		}
+		logical := map[string]bool{}
+		for _, s := range res.Manifest.Steps {
+			if s.Logical {
+				logical[s.Partition] = true
+			}
+		}
+		if !logical["system"] || !logical["vendor"] || logical["boot"] {
+			t.Fatalf("logical flags %v", logical)
+		}
+		validators.Run(t, validators.Tool(t, "fsck.erofs"), filepath.Join(out, "images/system.img"))
+		vb, _ := os.ReadFile(filepath.Join(out, "images/vbmeta.img"))
+		if len(vb) < 124 || vb[123]&3 != 3 {
+			t.Fatal("vbmeta flags not set")
+		}
+		sums[i], _ = fileSHA256(filepath.Join(out, "manifest.json"))
+	}
+	if sums[0] != sums[1] {
+		t.Fatal("A/B build not reproducible")
+	}
+}

@@ -86,12 +86,16 @@ type scenario struct {
 	make                func(ctx context.Context, w io.Writer) error
 }
 
-// scenarios are the sample devices; the A/B dynamic one is added when its containers are available.
+// scenarios are the sample devices: an A-only ext4 phone from 2014 and a current A/B phone with dynamic
+// partitions and EROFS.
 var scenarios = []scenario{{
 	device: "armani", repo: "demo-community/armani-releases", asset: "lineage-14.1-20231114-UNOFFICIAL-armani.zip",
 	make: func(ctx context.Context, w io.Writer) error {
 		return sample.ArmaniROM(ctx, w, sample.Options{SystemSize: 48 << 20})
 	},
+}, {
+	device: "alioth", repo: "demo-community/alioth-releases", asset: "lineage-21.0-20231114-UNOFFICIAL-alioth.zip",
+	make: func(ctx context.Context, w io.Writer) error { return sample.ABROM(ctx, w, "alioth") },
 }}
 
 func say(w io.Writer, format string, a ...any) { fmt.Fprintf(w, format+"\n", a...) }
@@ -205,10 +209,14 @@ func runScenario(ctx context.Context, opt Options, dir string, sc scenario) (*Sc
 		return nil, err
 	}
 	say(w, "4. emulated %s at %s passed pre-flight (product %s, unlocked %s); flashing:", dev.Codename, serial, chk.Facts.Product, chk.Facts.Unlocked)
+	systemPart := "system"
 	for _, c := range chk.Commands {
 		say(w, "     %s", c)
 		if c.Op == flash.OpFlash {
 			res.Flashed = append(res.Flashed, c.Partition)
+			if strings.TrimSuffix(strings.TrimSuffix(c.Partition, "_a"), "_b") == "system" {
+				systemPart = c.Partition
+			}
 		}
 	}
 	if err := flash.Run(ctx, fd, plan, chk, flash.RunOptions{Progress: opt.Progress, Reconnect: dial}); err != nil {
@@ -217,7 +225,7 @@ func runScenario(ctx context.Context, opt Options, dir string, sc scenario) (*Sc
 	res.BytesWritten = em.Writes()
 
 	// 5. Read the flashed system back from the virtual device and prove the cloud apps are gone.
-	img, err := fsimage.Open(em.PartitionPath("system"))
+	img, err := fsimage.Open(em.PartitionPath(systemPart))
 	if err != nil {
 		return nil, fmt.Errorf("reading the flashed system back: %w", err)
 	}

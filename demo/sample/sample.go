@@ -9,11 +9,15 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/romforge/romforge/bundle"
+	"github.com/romforge/romforge/fs/erofs"
 	"github.com/romforge/romforge/fs/ext4"
 	"github.com/romforge/romforge/image"
+	"github.com/romforge/romforge/image/avb"
+	"github.com/romforge/romforge/image/payload"
 	"github.com/romforge/romforge/patches/miuitest"
 )
 
@@ -111,6 +115,67 @@ func addMetadata(w io.Writer, zipBytes []byte, meta map[string]string) error {
 	}
 	for _, k := range []string{"ota-type", "post-build", "post-timestamp", "pre-device"} {
 		fmt.Fprintf(hw, "%s=%s\n", k, meta[k])
+	}
+	return zw.Close()
+}
+
+// ABROM writes an A/B dynamic-partitions community ROM: an OTA zip with a stored payload.bin holding
+// boot, vbmeta, and EROFS system and vendor logical partitions (LZ4HC), with the same planted cloud apps.
+func ABROM(ctx context.Context, w io.Writer, device string) error {
+	if device == "" {
+		device = "alioth"
+	}
+	parts := miuitest.Partitions(miuitest.Options{})
+	tmp, err := os.MkdirTemp("", "romforge-sample-ab-*")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	var wps []payload.WritePartition
+	boot := BootImage()
+	wps = append(wps, payload.WritePartition{Name: "boot", Image: image.New(bytes.NewReader(boot), int64(len(boot)))})
+	vb, err := avb.Sign(avb.SignOptions{Algorithm: avb.AlgorithmNone, PaddingSize: 4096})
+	if err != nil {
+		return err
+	}
+	wps = append(wps, payload.WritePartition{Name: "vbmeta", Image: image.New(bytes.NewReader(vb), int64(len(vb)))})
+	for _, name := range []string{"system", "vendor"} {
+		f, err := os.Create(filepath.Join(tmp, name+".img"))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		res, err := erofs.Write(ctx, f, parts[name], erofs.WriteOptions{Compression: "lz4hc", Timestamp: Epoch, VolumeName: name})
+		if err != nil {
+			return fmt.Errorf("demo: %s image: %w", name, err)
+		}
+		wps = append(wps, payload.WritePartition{Name: name, Image: image.New(f, res.Size), Compression: payload.OpReplaceXZ, FilesystemType: "erofs"})
+	}
+	var pl bytes.Buffer
+	err = payload.Write(ctx, &pl, wps, payload.WriteOptions{OpSize: 1 << 20, MaxTimestamp: Epoch.Unix(), TempDir: tmp,
+		Dynamic: &payload.DynamicPartitionMetadata{Groups: []payload.DynamicPartitionGroup{{Name: "qti_dynamic_partitions", Size: 9122611200, Partitions: []string{"system", "vendor"}}}, SnapshotEnabled: true}})
+	if err != nil {
+		return err
+	}
+	zw := zip.NewWriter(w)
+	add := func(name string, method uint16, data []byte) error {
+		hw, err := zw.CreateHeader(&zip.FileHeader{Name: name, Method: method, Modified: Epoch})
+		if err != nil {
+			return err
+		}
+		_, err = hw.Write(data)
+		return err
+	}
+	if err := add("payload.bin", zip.Store, pl.Bytes()); err != nil {
+		return err
+	}
+	props := fmt.Sprintf("FILE_SIZE=%d\n", pl.Len())
+	if err := add("payload_properties.txt", zip.Deflate, []byte(props)); err != nil {
+		return err
+	}
+	meta := fmt.Sprintf("ota-type=AB\npost-build=POCO/%s/%s:14/UKQ1/1700000000:user/release-keys\npost-timestamp=1700000000\npre-device=%s\n", device, device, device)
+	if err := add("META-INF/com/android/metadata", zip.Store, []byte(meta)); err != nil {
+		return err
 	}
 	return zw.Close()
 }
