@@ -22,7 +22,7 @@ import (
 func init() {
 	register(&cli.Command{
 		Name:      "unpack",
-		Usage:     "unpack a ROM container (payload.bin, A/B OTA zip) into raw partition images",
+		Usage:     "unpack a ROM (payload.bin, A/B/block/file OTA zip, Xiaomi fastboot ROM, super, sparse) into raw images",
 		ArgsUsage: "INPUT",
 		Description: "Writes OUTPUT/<partition>.img (raw) and OUTPUT/unpack.json (source format, ROM metadata, and per\n" +
 			"partition its size, SHA-256 and detected filesystem). Every hash the container carries is verified; an\n" +
