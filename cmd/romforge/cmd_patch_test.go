@@ -107,3 +107,18 @@ func TestPatchImages(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditContainers audits the filesystems inside super, an A/B OTA zip and a Xiaomi fastboot ROM.
+func TestAuditContainers(t *testing.T) {
+	fx := validators.Fixtures(t)
+	tgz, _ := filepath.Glob(filepath.Join(fx, "fastboot/armani_images_*.tgz"))
+	for _, in := range []string{filepath.Join(fx, "super/super.img"), filepath.Join(fx, "payload/ota-full.zip"), tgz[0]} {
+		code, stdout, stderr := runCLI(t, "audit", in, "--json")
+		if code != exitFindings || !strings.Contains(stdout, `"match": "com.xiaomi.xmsf"`) || !strings.Contains(stdout, `"partition": "system"`) {
+			t.Errorf("%s: exit %d\n%s\n%s", filepath.Base(in), code, stdout, stderr)
+		}
+	}
+	if code, _, _ := runCLI(t, "patch", filepath.Join(fx, "super/super.img"), "--set", "xiaomi-cloud", "-o", filepath.Join(t.TempDir(), "x")); code != exitUsage {
+		t.Errorf("patching a container: exit %d, want usage (build does that)", code)
+	}
+}

@@ -1,13 +1,18 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/romforge/romforge/build"
 	"github.com/romforge/romforge/fs/fsimage"
 	"github.com/romforge/romforge/fs/tree"
+	"github.com/romforge/romforge/image/lp"
+	"github.com/romforge/romforge/image/sparse"
 )
 
 func init() { openImageTarget = openFSImageTarget }
@@ -29,6 +34,9 @@ func partitionFromFile(p string) string {
 // image is rebuilt like the source into -o, never over the input.
 func openFSImageTarget(path, partition string) (*patchTarget, error) {
 	img, err := fsimage.Open(path)
+	if errors.Is(err, fsimage.ErrNotFilesystem) {
+		return openContainerTarget(path)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -59,6 +67,65 @@ func openFSImageTarget(path, partition string) (*patchTarget, error) {
 			return fmt.Errorf("patch: rebuilding %s: %w", img.Kind, err)
 		}
 		return os.Rename(tmp, out)
+	}
+	return t, nil
+}
+
+// openContainerTarget opens the filesystems inside a ROM container for auditing: super (logical
+// partitions read in place), payload/OTA zips, Xiaomi fastboot ROMs (partitions unpacked to a temporary
+// folder). Patching a container is the build command's job.
+func openContainerTarget(path string) (*patchTarget, error) {
+	t := &patchTarget{trees: map[string]tree.Tree{}, image: true}
+	t.writeImage = func(*env, *tree.Overlay, string) error {
+		return usagef("patch: %s is a ROM container; use 'romforge build' to patch and repack it", path)
+	}
+	if raw, c, err := sparse.Open(path); err == nil {
+		if s, err := lp.NewReader(raw, raw.Size()); err == nil {
+			t.closers = append(t.closers, c.Close)
+			md, err := s.Metadata(0)
+			if err != nil {
+				return nil, err
+			}
+			for _, p := range md.Partitions {
+				pi, err := s.Partition(0, p.Name)
+				if err != nil || pi.Size() == 0 {
+					continue
+				}
+				if fsi, err := fsimage.OpenImage(pi); err == nil {
+					t.trees[p.Name] = fsi
+				}
+			}
+			return t, nil
+		}
+		c.Close()
+	}
+	in, err := build.Open(path, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer in.Close()
+	dir, err := os.MkdirTemp("", "romforge-audit-*")
+	if err != nil {
+		return nil, err
+	}
+	t.closers = append(t.closers, func() error { return os.RemoveAll(dir) })
+	for _, p := range in.Partitions() {
+		file := filepath.Join(dir, p+".img")
+		if err := in.Extract(context.Background(), p, file); err != nil {
+			t.close()
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		fsi, err := fsimage.Open(file)
+		if err != nil {
+			os.Remove(file) // not a filesystem (boot, vbmeta): nothing to audit inside
+			continue
+		}
+		t.closers = append([]func() error{fsi.Close}, t.closers...)
+		t.trees[p] = fsi
+	}
+	if len(t.trees) == 0 {
+		t.close()
+		return nil, fmt.Errorf("%s: no ext4 or EROFS partition inside", path)
 	}
 	return t, nil
 }
