@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/romforge/romforge/internal/failure"
@@ -89,9 +88,17 @@ func checkTree(t *testing.T, a *Archive, dir string) {
 			t.Errorf("%s: %v", e.Name, err)
 			continue
 		}
-		sys := st.Sys().(*syscall.Stat_t)
-		if sys.Mode != e.Mode {
-			t.Errorf("%s: mode %06o on disk, %06o in the archive", e.Name, sys.Mode, e.Mode)
+		mode := uint32(st.Mode().Perm())
+		switch {
+		case st.IsDir():
+			mode |= ModeDir
+		case st.Mode()&os.ModeSymlink != 0:
+			mode |= ModeSymlink
+		case st.Mode().IsRegular():
+			mode |= ModeRegular
+		}
+		if mode != e.Mode {
+			t.Errorf("%s: mode %06o on disk, %06o in the archive", e.Name, mode, e.Mode)
 		}
 		switch {
 		case e.IsRegular():
