@@ -383,3 +383,33 @@ func TestIDRecipes(t *testing.T) {
 		}
 	}
 }
+
+// TestRepackEditedHeaderJSON: changing a header field in header.json changes only that field; the id
+// (which covers the sections, not the command line) is kept.
+func TestRepackEditedHeaderJSON(t *testing.T) {
+	fx := validators.Fixtures(t)
+	im, orig := parseFile(t, filepath.Join(fx, "boot/boot-v2.img"))
+	dir := t.TempDir()
+	if _, err := im.Unpack(context.Background(), dir); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, HeaderFile)
+	js, _ := os.ReadFile(p)
+	edited := strings.Replace(string(js), `"cmdline": "console=ttyMSM0,115200n8`, `"cmdline": "console=ttyMSM0,115200n8 androidboot.selinux=permissive`, 1)
+	edited = strings.Replace(edited, `"os_patch_level": "2023-11"`, `"os_patch_level": "2024-01"`, 1)
+	if edited == string(js) {
+		t.Fatal("header.json did not contain the expected fields")
+	}
+	os.WriteFile(p, []byte(edited), 0o644)
+	_, got := repackBytes(t, dir)
+	back, err := Parse(bytes.NewReader(got), int64(len(got)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(back.Header.Cmdline, "115200n8 androidboot.selinux=permissive androidboot.hardware") || back.Header.OSPatchLevel != "2024-01" || back.Header.ID != im.Header.ID {
+		t.Fatalf("edited header: %+v", back.Header)
+	}
+	if len(got) != len(orig) || !bytes.Equal(got[608:], orig[608:]) || !bytes.Equal(got[:44], orig[:44]) {
+		t.Fatal("bytes outside the edited fields changed")
+	}
+}
