@@ -200,6 +200,22 @@ func Run(ctx context.Context, opt Options) (res *Result, err error) {
 			return nil, err
 		}
 	}
+	// Init services in the boot ramdisk (the ramdisk's own .rc files, not in any filesystem).
+	for _, p := range parts {
+		if p.fs != nil || (p.name != "boot" && p.name != "init_boot") {
+			continue
+		}
+		ch, err := patchRamdisk(ctx, filepath.Join(tmp, "images", p.name+".img"), work, opt.Sets)
+		if err != nil {
+			return nil, err
+		}
+		if len(ch) > 0 {
+			modified[p.name] = true
+			res.Report.Steps = append(res.Report.Steps, patches.StepReport{Set: "ramdisk", Kind: "init", Name: p.name + " ramdisk", Changes: ch})
+			res.Report.Changed += len(ch)
+			logf("edited %d init script(s) in the %s ramdisk", len(ch), p.name)
+		}
+	}
 	stage("repack", t0)
 
 	// 5. Verified boot.

@@ -15,6 +15,9 @@ import (
 	"github.com/romforge/romforge/demo/sample"
 	"github.com/romforge/romforge/devices"
 	"github.com/romforge/romforge/fs/fsimage"
+	"github.com/romforge/romforge/image"
+	"github.com/romforge/romforge/image/bootimg"
+	"github.com/romforge/romforge/image/cpio"
 	"github.com/romforge/romforge/internal/failure"
 	"github.com/romforge/romforge/internal/validators"
 	"github.com/romforge/romforge/patches"
@@ -254,5 +257,50 @@ func TestABDynamicBuild(t *testing.T) {
 	}
 	if sums[0] != sums[1] {
 		t.Fatal("A/B build not reproducible")
+	}
+}
+
+// TestRamdiskInitEdited: the boot image's ramdisk init scripts get the sets' init steps (mqsasd disabled,
+// the cloud helper removed, its start commented out); the rest of the ramdisk is unchanged.
+func TestRamdiskInitEdited(t *testing.T) {
+	rom := armaniROM(t, "armani")
+	out := filepath.Join(t.TempDir(), "bundle")
+	res, err := Run(context.Background(), Options{Device: device(t, "armani"), Input: rom, Sets: hardened(t), Out: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, st := range res.Report.Steps {
+		if st.Set == "ramdisk" && len(st.Changes) == 1 && st.Changes[0].Path == "ramdisk/init.miui.rc" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no ramdisk change reported: %+v", res.Report.Steps)
+	}
+	f, _ := image.OpenFile(filepath.Join(out, "images/boot.img"))
+	defer f.Close()
+	im, err := bootimg.Parse(f, f.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if _, err := im.Unpack(context.Background(), dir); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "ramdisk"))
+	rd, err := cpio.ParseRamdisk(b)
+	if err != nil || rd.Compression == "" {
+		t.Fatalf("ramdisk: %v", err)
+	}
+	rc, _ := rd.ReadFile("init.miui.rc")
+	if !strings.Contains(string(rc), "service mqsasd /system/bin/mqsasd\n    disabled\n") || strings.Contains(string(rc), "service cloudsync") || !strings.Contains(string(rc), "# romforge: start cloudsync") {
+		t.Fatalf("init.miui.rc:\n%s", rc)
+	}
+	if initrc, _ := rd.ReadFile("init.rc"); !strings.Contains(string(initrc), "service ueventd") {
+		t.Fatal("init.rc changed")
+	}
+	if r, _ := res.Manifest.Images[0], 0; r.Partition == "boot" && !r.Modified {
+		t.Fatal("boot not marked modified")
 	}
 }

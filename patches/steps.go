@@ -830,3 +830,32 @@ func (s *replaceStep) Apply(ctx context.Context, t *Target, r *StepReport) error
 	}
 	return nil
 }
+
+// EditInitText applies the init steps of sets to one .rc file's text (for init scripts that live in a
+// boot image's ramdisk rather than in a filesystem) and says what changed.
+func EditInitText(text string, sets []*Set) (string, []string) {
+	var all []string
+	for _, s := range sets {
+		for _, spec := range s.Steps {
+			if spec.Kind != "init" {
+				continue
+			}
+			st, err := compile(spec, s.KeepBootCritical)
+			if err != nil {
+				continue
+			}
+			is := st.(*initStep)
+			names := map[string]bool{}
+			for _, it := range activeItems(is.items, is.keep, nil) {
+				names[it.Value] = true
+			}
+			for _, n := range servicesMatching(text, is.contains) {
+				names[n] = true
+			}
+			var d []string
+			text, d = EditRC(text, names, is.action == "remove")
+			all = append(all, d...)
+		}
+	}
+	return text, all
+}

@@ -5,6 +5,7 @@ package sample
 import (
 	"archive/zip"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
@@ -17,6 +18,8 @@ import (
 	"github.com/romforge/romforge/fs/ext4"
 	"github.com/romforge/romforge/image"
 	"github.com/romforge/romforge/image/avb"
+	"github.com/romforge/romforge/image/bootimg"
+	"github.com/romforge/romforge/image/cpio"
 	"github.com/romforge/romforge/image/payload"
 	"github.com/romforge/romforge/patches/miuitest"
 )
@@ -34,27 +37,34 @@ type Options struct {
 // Epoch stamps every sample file (reproducible samples, hence reproducible builds).
 var Epoch = time.Unix(1700000000, 0).UTC()
 
-// BootImage returns a small Android boot image (header v0) with a kernel and a ramdisk.
-var BootImage = func() []byte {
-	// A v0 header: magic, sizes, addresses and page size; the parts follow page-aligned.
-	const page = 2048
+// BootImage returns a small Android boot image (header v0, 2 KiB pages, armani-like addresses) whose
+// gzip ramdisk carries init scripts with a telemetry daemon (mqsasd) and a cloud helper service.
+func BootImage() []byte {
+	a := cpio.New()
+	a.AddDir("sbin", 0o750, 0, 0)
+	a.AddFile("init", []byte("\x7fELF sample init"), 0o750, 0, 0)
+	a.AddFile("init.rc", []byte("import /init.miui.rc\n\non boot\n    class_start main\n\nservice ueventd /sbin/ueventd\n    class core\n"), 0o750, 0, 0)
+	a.AddFile("init.miui.rc", []byte("service mqsasd /system/bin/mqsasd\n    class main\n    user root\n\nservice cloudsync /system/bin/cloudsync --server https://api.micloud.xiaomi.net\n    class main\n\non property:sys.boot_completed=1\n    start cloudsync\n"), 0o750, 0, 0)
+	var gz bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+	zw.Write(a.Bytes())
+	zw.Close()
 	kernel := bytes.Repeat([]byte("KERNEL"), 1000)
-	ramdisk := bytes.Repeat([]byte("RAMDISK"), 300)
-	h := make([]byte, page)
-	copy(h, "ANDROID!")
-	le := func(off int, v uint32) {
-		h[off], h[off+1], h[off+2], h[off+3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
+	args := bootimg.DefaultArgs()
+	args.PageSize = 2048
+	args.Kernel = image.New(bytes.NewReader(kernel), int64(len(kernel)))
+	args.Ramdisk = image.New(bytes.NewReader(gz.Bytes()), int64(gz.Len()))
+	args.Cmdline = "console=ttyHSL0,115200,n8 androidboot.hardware=qcom"
+	out, err := bootimg.Build(&args)
+	if err != nil {
+		panic(fmt.Sprintf("sample: boot image: %v", err))
 	}
-	le(8, uint32(len(kernel)))
-	le(12, 0x00008000)
-	le(16, uint32(len(ramdisk)))
-	le(20, 0x01000000)
-	le(32, 0x00000100)
-	le(36, page)
-	copy(h[64:], "romforge-sample")
-	copy(h[64+16:], "console=ttyHSL0,115200,n8 androidboot.hardware=qcom")
-	pad := func(b []byte) []byte { return append(b, make([]byte, (page-len(b)%page)%page)...) }
-	return append(append(h, pad(kernel)...), pad(ramdisk)...)
+	defer out.Close()
+	b, err := out.Bytes()
+	if err != nil {
+		panic(fmt.Sprintf("sample: boot image: %v", err))
+	}
+	return b
 }
 
 // ArmaniROM writes an armani-class (A-only, ext4, no dynamic partitions) community ROM release: a
