@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"strings"
 
 	"github.com/romforge/romforge/internal/failure"
 )
@@ -37,6 +38,8 @@ func exitCode(err error) int {
 	case errors.Is(err, failure.ErrIO), errors.Is(err, context.DeadlineExceeded):
 		return exitIO
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrPermission):
+		return exitUsage
+	case isCLIUsage(err):
 		return exitUsage
 	}
 	return exitIO
@@ -80,4 +83,11 @@ func reportError(stdout, stderr io.Writer, asJSON bool, err error) int {
 		fmt.Fprintf(stderr, "  → %s\n", h)
 	}
 	return code
+}
+
+// isCLIUsage recognises the command-line errors urfave/cli returns without a usage hook (missing
+// required flags, unknown commands).
+func isCLIUsage(err error) bool {
+	m := err.Error()
+	return strings.HasPrefix(m, "Required flag") || strings.HasPrefix(m, "Required flags") || strings.HasPrefix(m, "No help topic for")
 }

@@ -90,3 +90,9 @@ func TestDoctorReports(t *testing.T) {
 		}
 	}
 }
+
+func TestMissingRequiredFlagIsUsage(t *testing.T) {
+	if code, _, stderr := runCLI(t, "sparse", "split", "x.img"); code != exitUsage {
+		t.Fatalf("missing required flags: exit %d %s", code, stderr)
+	}
+}
