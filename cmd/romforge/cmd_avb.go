@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -76,24 +75,13 @@ func init() {
 	})
 }
 
-// avbParseSize reads a byte count: decimal, 0x hex, or with a K/M/G/T suffix (powers of 1024).
+// avbParseSize is parseSize with the flag named in the error.
 func avbParseSize(flag, s string) (int64, error) {
-	u := strings.ToUpper(strings.TrimSpace(s))
-	mult := int64(1)
-	if !strings.HasPrefix(u, "0X") {
-		u = strings.TrimSuffix(strings.TrimSuffix(u, "B"), "I")
-		if n := len(u); n > 0 {
-			if i := strings.IndexByte("KMGT", u[n-1]); i >= 0 {
-				mult = 1 << (10 * (i + 1))
-				u = u[:n-1]
-			}
-		}
-	}
-	v, err := strconv.ParseInt(u, 0, 64)
-	if err != nil || v < 0 || v > (1<<62)/mult {
+	v, err := parseSize(s)
+	if err != nil {
 		return 0, usagef("--%s %q: not a size (use e.g. 16777216, 0x1000000, 16M)", flag, s)
 	}
-	return v * mult, nil
+	return v, nil
 }
 
 func runAVBAddFooter(c *cli.Context, tree bool) error {

@@ -55,7 +55,7 @@ func runEmulate(c *cli.Context) error {
 		BatteryLow:  c.Bool("battery-low"),
 	}
 	if s := c.String("max-download-size"); s != "" {
-		n, err := parseByteSize(s)
+		n, err := parseSize(s)
 		if err != nil || n < 4096 {
 			return usagef("emulate: --max-download-size %q: want a byte count of at least 4096", s)
 		}

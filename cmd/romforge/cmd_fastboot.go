@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -75,25 +74,6 @@ func init() {
 			},
 		},
 	})
-}
-
-// parseByteSize reads a byte count in decimal or 0x hex, with an optional K, M or G suffix (binary).
-func parseByteSize(s string) (int64, error) {
-	s = strings.TrimSpace(s)
-	mult := int64(1)
-	switch {
-	case strings.HasSuffix(s, "K") && !strings.HasPrefix(s, "0x"):
-		mult, s = 1<<10, s[:len(s)-1]
-	case strings.HasSuffix(s, "M") && !strings.HasPrefix(s, "0x"):
-		mult, s = 1<<20, s[:len(s)-1]
-	case strings.HasSuffix(s, "G") && !strings.HasPrefix(s, "0x"):
-		mult, s = 1<<30, s[:len(s)-1]
-	}
-	n, err := strconv.ParseInt(s, 0, 64)
-	if err != nil || n < 0 || n > (1<<62)/mult {
-		return 0, fmt.Errorf("bad size %q", s)
-	}
-	return n * mult, nil
 }
 
 // dialClient connects to serial ("" → the only USB device).
@@ -177,7 +157,7 @@ func runFastbootFlash(c *cli.Context) error {
 	part, path := c.Args().Get(0), c.Args().Get(1)
 	opt := fastboot.FlashFileOptions{Slot: c.String("slot")}
 	if s := c.String("max-download-size"); s != "" {
-		n, err := parseByteSize(s)
+		n, err := parseSize(s)
 		if err != nil || n < 8192 {
 			return usagef("fastboot flash: --max-download-size %q: want a byte count of at least 8192", s)
 		}

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -50,25 +48,13 @@ func init() {
 	})
 }
 
-// sparseParseSize reads a byte count: decimal, 0x hex, or decimal with a K/M/G/T suffix (powers of
-// 1024, optionally followed by "B" or "iB").
+// sparseParseSize is parseSize for sizes that must be positive.
 func sparseParseSize(s string) (int64, error) {
-	u := strings.ToUpper(strings.TrimSpace(s))
-	mult := int64(1)
-	if !strings.HasPrefix(u, "0X") {
-		u = strings.TrimSuffix(strings.TrimSuffix(u, "B"), "I")
-		if n := len(u); n > 0 {
-			if i := strings.IndexByte("KMGT", u[n-1]); i >= 0 {
-				mult = 1 << (10 * (i + 1))
-				u = u[:n-1]
-			}
-		}
-	}
-	v, err := strconv.ParseInt(u, 0, 64)
-	if err != nil || v <= 0 || v > (1<<62)/mult {
+	v, err := parseSize(s)
+	if err != nil || v == 0 {
 		return 0, usagef("invalid size %q (use e.g. 268435456, 0x10000000, 256M or 1G)", s)
 	}
-	return v * mult, nil
+	return v, nil
 }
 
 // sparseTemp is a temporary file beside its final path; commit renames it into place, abort removes it,
