@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/romforge/romforge/fs/erofs"
 	"github.com/romforge/romforge/fs/ext4"
+	"github.com/romforge/romforge/fs/fsimage"
 	"github.com/romforge/romforge/fs/tree"
 	"github.com/romforge/romforge/image"
 	"github.com/romforge/romforge/image/sparse"
@@ -96,63 +96,27 @@ func init() {
 }
 
 // fsKindOfHead recognises a filesystem by its magic number.
-func fsKindOfHead(h []byte) string {
-	switch {
-	case len(h) >= 1082 && binary.LittleEndian.Uint16(h[1080:]) == 0xEF53:
-		return "ext4"
-	case len(h) >= 1028 && binary.LittleEndian.Uint32(h[1024:]) == 0xE0F5E1E2:
-		return "erofs"
-	}
-	return ""
-}
+func fsKindOfHead(h []byte) string { return fsimage.Detect(h) }
 
 // fsImage is an opened filesystem image.
 type fsImage struct {
-	tree.Tree
-	kind       string
+	*fsimage.Image
 	mountPoint string // from the superblock, when known
-	closer     io.Closer
 }
-
-func (f *fsImage) Close() error { return f.closer.Close() }
 
 // openFSImage opens a raw or sparse image holding ext4 or EROFS.
 func openFSImage(p string) (*fsImage, error) {
-	img, closer, err := sparse.Open(p)
+	img, err := fsimage.Open(p)
+	if errors.Is(err, fsimage.ErrNotFilesystem) {
+		return nil, failure.Kinded(failure.ErrInvalid, fmt.Errorf("%s is neither ext4 nor EROFS (no magic at offset 1080 or 1024)", p))
+	}
 	if err != nil {
 		return nil, err
 	}
-	head := make([]byte, 2048)
-	n, _ := img.ReadAt(head, 0)
-	kind := fsKindOfHead(head[:n])
-	var t tree.Tree
-	mp := ""
-	switch kind {
-	case "ext4":
-		f, err := ext4.Open(img)
-		if err != nil {
-			closer.Close()
-			return nil, fmt.Errorf("%s: %w", p, err)
-		}
-		t, mp = f, f.Info().LastMounted
-	case "erofs":
-		t, err = openEROFS(img)
-		if err != nil {
-			closer.Close()
-			return nil, fmt.Errorf("%s: %w", p, err)
-		}
-	default:
-		closer.Close()
-		return nil, failure.Kinded(failure.ErrInvalid, fmt.Errorf("%s is neither ext4 nor EROFS (no magic at offset 1080 or 1024)", p))
-	}
-	return &fsImage{Tree: t, kind: kind, mountPoint: mp, closer: closer}, nil
+	return &fsImage{Image: img, mountPoint: img.MountPoint()}, nil
 }
 
-// openEROFS and buildEROFS connect the EROFS package.
-func openEROFS(img image.Image) (tree.Tree, error) {
-	return erofs.Open(img)
-}
-
+// buildEROFS writes an EROFS image with the fs build flags.
 func buildEROFS(c *cli.Context, e *env, w io.WriterAt, src tree.Tree, ts time.Time, mp string) (int64, error) {
 	uuid, err := parseUUID(c.String("uuid"))
 	if err != nil {
