@@ -431,10 +431,16 @@ func resign(ctx context.Context, opt Options, parts []*part, modified map[string
 		}
 		path := filepath.Join(dir, "images", p.name+".img")
 		if modified[p.name] {
-			// Reuse the old footer's parameters (salt, hash, partition size) so the result is reproducible.
-			old, _ := avb.Load(p.fs.Raw)
+			// Reuse the old footer's parameters (salt, hash, partition size) so the result is reproducible;
+			// raw partitions (a boot image with an edited ramdisk) get a hash footer at the partition's size.
 			fo := avb.FooterOptions{PartitionName: p.name, HashAlgorithm: "sha256", Salt: []byte{}}
-			if old != nil && old.Footer != nil {
+			add := avb.AddHashtreeFooter
+			if p.fs == nil {
+				add = avb.AddHashFooter
+				if cp, ok := opt.Device.Partition(p.name); ok {
+					fo.PartitionSize = cp.Size
+				}
+			} else if old, _ := avb.Load(p.fs.Raw); old != nil && old.Footer != nil {
 				fo.PartitionSize = old.Size
 				for _, d := range old.VBMeta.Descriptors {
 					if h, ok := d.(*avb.HashtreeDescriptor); ok {
@@ -447,10 +453,10 @@ func resign(ctx context.Context, opt Options, parts []*part, modified map[string
 				return err
 			}
 			st, _ := f.Stat()
-			_, err = avb.AddHashtreeFooter(ctx, f, st.Size(), fo)
+			_, err = add(ctx, f, st.Size(), fo)
 			f.Close()
 			if err != nil {
-				return fmt.Errorf("build: hashtree footer for %s: %w", p.name, err)
+				return fmt.Errorf("build: AVB footer for %s: %w", p.name, err)
 			}
 		}
 		img, closeImg, err := openRaw(path)
