@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"io/fs"
 	"os"
@@ -164,6 +165,61 @@ func TestFlashXiaomiROM(t *testing.T) {
 		got, _ := os.ReadFile(em.PartitionPath(p))
 		if len(got) < len(want) || string(got[:len(want)]) != string(want) {
 			t.Errorf("%s differs after flashing", p)
+		}
+	}
+}
+
+// TestFlashAll flashes two emulated phones at once; a third, locked one fails without stopping the
+// others, and each device gets its own log.
+func TestFlashAll(t *testing.T) {
+	out := sampleBundle(t)
+	em1, s1 := startEmulator(t, "armani", emulator.Options{})
+	em2, s2 := startEmulator(t, "armani", emulator.Options{})
+	em3, s3 := startEmulator(t, "armani", emulator.Options{Locked: true})
+	saved := listDevices
+	listDevices = func(context.Context) ([]string, error) { return []string{s1, s2, s3}, nil }
+	defer func() { listDevices = saved }()
+	logs := t.TempDir()
+	code, stdout, stderr := runCLI(t, "flash", out, "--all", "--yes", "--log-dir", logs, "--json")
+	if code != exitIO || !strings.Contains(stdout, `"failed": 1`) {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if em1.Writes() == 0 || em2.Writes() == 0 || em3.Writes() != 0 {
+		t.Fatalf("writes: %d %d %d", em1.Writes(), em2.Writes(), em3.Writes())
+	}
+	files, _ := filepath.Glob(filepath.Join(logs, "*.log"))
+	if len(files) != 3 {
+		t.Fatalf("logs: %v", files)
+	}
+	b, _ := os.ReadFile(filepath.Join(logs, sanitize(s3)+".log"))
+	if !strings.Contains(string(b), "locked") {
+		t.Fatalf("locked device's log:\n%s", b)
+	}
+}
+
+// TestFlashResumeAfterCut: the connection drops in the middle of the system image; the command fails
+// with an I/O error naming --resume, and `flash --resume` finishes from the journal without redoing
+// boot. The partition then holds exactly the image.
+func TestFlashResumeAfterCut(t *testing.T) {
+	out := sampleBundle(t)
+	em, serial := startEmulator(t, "armani", emulator.Options{MaxDownloadSize: 1 << 20})
+	cache := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", cache)
+	for _, cut := range []int64{20000, 150001} {
+		em.SetFault(emulator.Fault{DropAfter: cut})
+		code, _, stderr := runCLI(t, "flash", out, "--serial", serial, "--yes")
+		if code != exitIO || !strings.Contains(stderr, "--resume") {
+			t.Fatalf("cut at %d: exit %d %s", cut, code, stderr)
+		}
+		em.SetFault(emulator.Fault{})
+		code, _, stderr = runCLI(t, "flash", out, "--serial", serial, "--yes", "--resume")
+		if code != 0 {
+			t.Fatalf("resume after cut at %d: exit %d %s", cut, code, stderr)
+		}
+		want, _ := os.ReadFile(filepath.Join(out, "images/system.img"))
+		got, _ := os.ReadFile(em.PartitionPath("system"))
+		if len(got) < len(want) || !bytes.Equal(got[:len(want)], want) {
+			t.Fatalf("cut at %d: system differs after resume", cut)
 		}
 	}
 }
