@@ -605,21 +605,8 @@ type dirEntry struct {
 func (d *dirEntry) Name() string { return d.name }
 func (d *dirEntry) IsDir() bool  { return d.ftype == ftDir }
 func (d *dirEntry) Type() fs.FileMode {
-	switch d.ftype {
-	case ftDir:
-		return fs.ModeDir
-	case ftChr:
-		return fs.ModeDevice | fs.ModeCharDevice
-	case ftBlk:
-		return fs.ModeDevice
-	case ftFifo:
-		return fs.ModeNamedPipe
-	case ftSock:
-		return fs.ModeSocket
-	case ftSymlink:
-		return fs.ModeSymlink
-	}
-	return 0
+	m, _ := tree.DirentType(d.ftype)
+	return m
 }
 func (d *dirEntry) Info() (fs.FileInfo, error) {
 	in, err := d.f.inode(d.nid)

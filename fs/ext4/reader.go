@@ -1019,21 +1019,8 @@ type dirEntry struct {
 func (d *dirEntry) Name() string { return d.name }
 func (d *dirEntry) IsDir() bool  { return d.Type().IsDir() }
 func (d *dirEntry) Type() fs.FileMode {
-	switch d.ftype {
-	case ftReg:
-		return 0
-	case ftDir:
-		return fs.ModeDir
-	case ftChr:
-		return fs.ModeDevice | fs.ModeCharDevice
-	case ftBlk:
-		return fs.ModeDevice
-	case ftFifo:
-		return fs.ModeNamedPipe
-	case ftSock:
-		return fs.ModeSocket
-	case ftSymlink:
-		return fs.ModeSymlink
+	if m, ok := tree.DirentType(d.ftype); ok {
+		return m
 	}
 	in, err := d.fs.readInode(d.ino)
 	if err != nil {

@@ -216,3 +216,25 @@ func Walk(t Tree, fn func(name string, m Meta) error) error {
 		return fn(name, m)
 	})
 }
+
+// DirentType maps a Linux directory-entry file type (ext4's and EROFS's FT_* codes: 1 regular, 2 dir,
+// 3 char, 4 block, 5 fifo, 6 socket, 7 symlink) to Go's type bits; ok is false for unknown codes.
+func DirentType(ft uint8) (mode fs.FileMode, ok bool) {
+	switch ft {
+	case 1:
+		return 0, true
+	case 2:
+		return fs.ModeDir, true
+	case 3:
+		return fs.ModeDevice | fs.ModeCharDevice, true
+	case 4:
+		return fs.ModeDevice, true
+	case 5:
+		return fs.ModeNamedPipe, true
+	case 6:
+		return fs.ModeSocket, true
+	case 7:
+		return fs.ModeSymlink, true
+	}
+	return 0, false
+}
