@@ -83,6 +83,24 @@ type concat struct {
 
 func (c *concat) Size() int64 { return c.size }
 
+// KnownZero is true when every part the range touches knows its piece to be zeros.
+func (c *concat) KnownZero(off, n int64) bool {
+	if off < 0 || n < 0 || off+n > c.size {
+		return false
+	}
+	for i, p := range c.parts {
+		start, end := c.offs[i], c.offs[i]+p.Size()
+		if end <= off || start >= off+n {
+			continue
+		}
+		lo, hi := max(off, start), min(off+n, end)
+		if !KnownZero(p, lo-start, hi-lo) {
+			return false
+		}
+	}
+	return true
+}
+
 func (c *concat) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, errors.New("image: negative offset")
@@ -116,7 +134,28 @@ func (c *concat) ReadAt(p []byte, off int64) (int, error) {
 }
 
 // Zero is an Image of n zero bytes.
-func Zero(n int64) Image { return sized{zeroReader{n}, n} }
+func Zero(n int64) Image { return zeroImage{n} }
+
+// ZeroKnower is implemented by images that know, without reading, that a range holds only zeros (holes
+// in a composed image such as a super partition), so writers of sparse formats can skip them.
+type ZeroKnower interface {
+	// KnownZero reports whether [off, off+n) is known to read as zeros; false means "unknown".
+	KnownZero(off, n int64) bool
+}
+
+// KnownZero reports whether img knows [off, off+n) to be zeros.
+func KnownZero(img Image, off, n int64) bool {
+	z, ok := img.(ZeroKnower)
+	return ok && n >= 0 && off >= 0 && off+n <= img.Size() && z.KnownZero(off, n)
+}
+
+type zeroImage struct{ n int64 }
+
+func (z zeroImage) Size() int64                 { return z.n }
+func (z zeroImage) KnownZero(off, n int64) bool { return off >= 0 && off+n <= z.n }
+func (z zeroImage) ReadAt(p []byte, off int64) (int, error) {
+	return zeroReader(z).ReadAt(p, off)
+}
 
 type zeroReader struct{ n int64 }
 

@@ -40,3 +40,20 @@ func TestConcatSectionZero(t *testing.T) {
 		t.Fatalf("sha256 of empty = %s, %v", sum, err)
 	}
 }
+
+func TestKnownZero(t *testing.T) {
+	data := New(bytes.NewReader([]byte("abcd")), 4)
+	c := Concat(Zero(8), data, Zero(8), Concat(Zero(4), Zero(4)))
+	cases := []struct {
+		off, n int64
+		want   bool
+	}{{0, 8, true}, {0, 9, false}, {4, 8, false}, {12, 8, true}, {12, 16, true}, {11, 2, false}, {20, 9, false}, {-1, 2, false}}
+	for _, tc := range cases {
+		if got := KnownZero(c, tc.off, tc.n); got != tc.want {
+			t.Errorf("KnownZero(%d, %d) = %v, want %v", tc.off, tc.n, got, tc.want)
+		}
+	}
+	if KnownZero(data, 0, 0) {
+		t.Error("an image that knows nothing must not claim zeros")
+	}
+}

@@ -84,6 +84,15 @@ func scan(ctx context.Context, src image.Image, bs int64, dontCare bool, task pr
 			return nil, err
 		}
 		n := min(bufSize, size-off)
+		if n%bs == 0 && image.KnownZero(src, off, n) { // a hole in a composed image: no need to read it
+			if dontCare {
+				add(off/bs, n, ChunkDontCare, 0)
+			} else {
+				add(off/bs, n, ChunkFill, 0)
+			}
+			task.Add(n)
+			continue
+		}
 		if err := readFull(src, buf[:n], off); err != nil {
 			return nil, err
 		}

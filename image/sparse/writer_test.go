@@ -166,3 +166,58 @@ func TestWriteFileSameAsWrite(t *testing.T) {
 		}
 	}
 }
+
+// countedZero is a hole that counts the bytes read from it: the writer should take KnownZero's word
+// for it rather than read it.
+type countedZero struct {
+	n    int64
+	read *int64
+}
+
+func (z countedZero) Size() int64                 { return z.n }
+func (z countedZero) KnownZero(off, n int64) bool { return true }
+func (z countedZero) ReadAt(p []byte, off int64) (int, error) {
+	*z.read += int64(len(p))
+	return image.Zero(z.n).ReadAt(p, off)
+}
+
+func TestWriteSkipsKnownZeros(t *testing.T) {
+	data := bytes.Repeat([]byte("romforge"), 4096) // 32 KiB of data
+	for _, dontCare := range []bool{false, true} {
+		// 64 GiB of hole between two data runs: read, it would take minutes; skipped, it is instant.
+		var read int64
+		src := image.Concat(image.New(bytes.NewReader(data), int64(len(data))), countedZero{64 << 30, &read}, image.New(bytes.NewReader(data), int64(len(data))))
+		var out bytes.Buffer
+		if err := Write(t.Context(), &out, src, WriteOptions{DontCare: dontCare}); err != nil {
+			t.Fatalf("dontCare=%v: %v", dontCare, err)
+		}
+		// Only the buffers the data shares with the hole are read: at most 2 x 4 MiB per pass (scan and copy).
+		if read > 4*ioBuf {
+			t.Errorf("dontCare=%v: %d bytes of the hole were read", dontCare, read)
+		}
+		m, err := NewReader(bytes.NewReader(out.Bytes()), int64(out.Len()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Size() != src.Size() {
+			t.Fatalf("expanded size %d, want %d", m.Size(), src.Size())
+		}
+		got := make([]byte, len(data))
+		for _, off := range []int64{0, int64(len(data)) + 64<<30} {
+			if _, err := m.ReadAt(got, off); err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("data at %d differs (err %v)", off, err)
+			}
+		}
+		if _, err := m.ReadAt(got, 1<<30); err != nil || !bytes.Equal(got, make([]byte, len(got))) {
+			t.Fatalf("hole does not read as zeros (err %v)", err)
+		}
+		want := ChunkFill
+		if dontCare {
+			want = ChunkDontCare
+		}
+		chunks, _ := m.Chunks()
+		if len(chunks) != 3 || chunks[1].Type != want {
+			t.Fatalf("chunks %+v, want raw, %v, raw", chunks, want)
+		}
+	}
+}
