@@ -1,6 +1,8 @@
 package lp
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -308,20 +310,9 @@ func Build(ctx context.Context, w io.WriterAt, spec BuildSpec) (*Metadata, error
 	if err != nil {
 		return nil, err
 	}
-	blob, err := m.Marshal()
+	meta, err := metadataRegion(m)
 	if err != nil {
 		return nil, err
-	}
-	g := m.Geometry
-	meta := make([]byte, 0, g.TotalMetadataSize())
-	meta = append(meta, make([]byte, ReservedBytes)...)
-	geo := marshalGeometry(g)
-	meta = append(meta, geo...)
-	meta = append(meta, geo...)
-	padded := make([]byte, g.MetadataMaxSize)
-	copy(padded, blob)
-	for i := uint32(0); i < 2*g.MetadataSlotCount; i++ {
-		meta = append(meta, padded...)
 	}
 	if _, err := w.WriteAt(meta, 0); err != nil {
 		return nil, fmt.Errorf("lp: writing metadata: %w", err)
@@ -353,6 +344,78 @@ func Build(ctx context.Context, w io.WriterAt, spec BuildSpec) (*Metadata, error
 		}
 	}
 	return m, nil
+}
+
+// metadataRegion is the start of a super image: reserved zeros, both geometry copies, and every slot's
+// metadata twice (primary and backup).
+func metadataRegion(m *Metadata) ([]byte, error) {
+	blob, err := m.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	g := m.Geometry
+	meta := make([]byte, 0, g.TotalMetadataSize())
+	meta = append(meta, make([]byte, ReservedBytes)...)
+	geo := marshalGeometry(g)
+	meta = append(meta, geo...)
+	meta = append(meta, geo...)
+	padded := make([]byte, g.MetadataMaxSize)
+	copy(padded, blob)
+	for i := uint32(0); i < 2*g.MetadataSlotCount; i++ {
+		meta = append(meta, padded...)
+	}
+	return meta, nil
+}
+
+// Compose returns the super image Build would write as an image.Image assembled from the metadata and
+// the partition images, without copying them: the unused space is a hole that reads as zeros and that
+// image.KnownZero reports, so sparse.Write turns a mostly empty multi-GiB super into a small sparse
+// image without reading the gaps.
+func Compose(spec BuildSpec) (image.Image, *Metadata, error) {
+	m, err := Layout(spec)
+	if err != nil {
+		return nil, nil, err
+	}
+	meta, err := metadataRegion(m)
+	if err != nil {
+		return nil, nil, err
+	}
+	type piece struct {
+		at  int64
+		img image.Image
+	}
+	pieces := []piece{{0, image.New(bytes.NewReader(meta), int64(len(meta)))}}
+	for i, ps := range spec.Partitions {
+		if ps.Image == nil || ps.Image.Size() == 0 {
+			continue
+		}
+		var src int64
+		for _, x := range m.Partitions[i].Extents {
+			if src >= ps.Image.Size() {
+				break
+			}
+			n := min(ps.Image.Size()-src, int64(x.NumSectors)*SectorSize)
+			pieces = append(pieces, piece{int64(x.TargetData) * SectorSize, image.Section(ps.Image, src, n)})
+			src += n
+		}
+	}
+	slices.SortFunc(pieces, func(a, b piece) int { return cmp.Compare(a.at, b.at) })
+	var parts []image.Image
+	var pos int64
+	for _, p := range pieces {
+		if p.at < pos {
+			return nil, nil, fmt.Errorf("lp: internal error: extents overlap at %d", p.at)
+		}
+		if p.at > pos {
+			parts = append(parts, image.Zero(p.at-pos))
+		}
+		parts = append(parts, p.img)
+		pos = p.at + p.img.Size()
+	}
+	if size := spec.DeviceSize; pos < size {
+		parts = append(parts, image.Zero(size-pos))
+	}
+	return image.Concat(parts...), m, nil
 }
 
 // writeExtents copies img into p's extents in order and returns the end offset of the last byte written.

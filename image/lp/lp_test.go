@@ -167,6 +167,14 @@ func TestBuildMatchesLpmake(t *testing.T) {
 			if fileSum(t, out) != fileSum(t, filepath.Join(fx, "super", tc.name)) {
 				t.Errorf("%s differs from lpmake's", tc.name)
 			}
+			// The composed (uncopied) form reads exactly as lpmake's image.
+			img, _, err := Compose(tc.spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if imgSum(t, img) != fileSum(t, filepath.Join(fx, "super", tc.name)) {
+				t.Errorf("Compose of %s differs from lpmake's", tc.name)
+			}
 			s := openSuper(t, out)
 			compareLpdumpText(t, out, s)
 			compareLpdumpJSON(t, out, m)
