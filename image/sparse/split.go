@@ -88,7 +88,7 @@ func SplitContext(ctx context.Context, src image.Image, max int64, rep progress.
 		data, dataSize = src, src.Size()
 		task := progress.OrDiscard(rep).Task("sparse scan", src.Size())
 		var err error
-		runs, err = scan(ctx, src, bs, false, task)
+		runs, err = scan(ctx, src, bs, false, false, task)
 		task.Done(err)
 		if err != nil {
 			return nil, err

@@ -26,6 +26,10 @@ type WriteOptions struct {
 	// DontCare writes runs of zero blocks as DONT_CARE holes instead of FILL 0 chunks (slightly
 	// smaller; the flashed partition then keeps whatever those blocks held before).
 	DontCare bool
+	// HolesDontCare writes only the ranges the source declares zero without being read
+	// (image.KnownZero: the unallocated space of a composed super image) as DONT_CARE; zero blocks
+	// inside real data stay FILL 0, so a filesystem's zeroed tables are really zeroed on the device.
+	HolesDontCare bool
 	// CRC appends a CRC32 chunk over the whole expanded image.
 	CRC bool
 	// Progress receives "sparse scan" and "sparse write" tasks in bytes of the source; nil is fine.
@@ -60,7 +64,7 @@ func checkBlockSize(bs int) (int64, error) {
 // scan classifies every block of src as libsparse does when it reads a raw image: a block made of one
 // repeated 32-bit word is a fill (a hole too, with dontCare, when the word is 0), anything else is raw
 // data; a final partial block is always raw. Neighbouring blocks of the same kind are merged.
-func scan(ctx context.Context, src image.Image, bs int64, dontCare bool, task progress.Task) ([]run, error) {
+func scan(ctx context.Context, src image.Image, bs int64, dontCare, holesDontCare bool, task progress.Task) ([]run, error) {
 	size := src.Size()
 	if (size+bs-1)/bs > math.MaxUint32 {
 		return nil, failure.Kinded(failure.ErrInvalid, errTooManyBlocks(size, bs))
@@ -85,7 +89,7 @@ func scan(ctx context.Context, src image.Image, bs int64, dontCare bool, task pr
 		}
 		n := min(bufSize, size-off)
 		if n%bs == 0 && image.KnownZero(src, off, n) { // a hole in a composed image: no need to read it
-			if dontCare {
+			if dontCare || holesDontCare {
 				add(off/bs, n, ChunkDontCare, 0)
 			} else {
 				add(off/bs, n, ChunkFill, 0)
@@ -145,7 +149,7 @@ func Write(ctx context.Context, w io.Writer, src image.Image, opt WriteOptions) 
 	}
 	rep := progress.OrDiscard(opt.Progress)
 	task := rep.Task("sparse scan", src.Size())
-	runs, err := scan(ctx, src, bs, opt.DontCare, task)
+	runs, err := scan(ctx, src, bs, opt.DontCare, opt.HolesDontCare, task)
 	task.Done(err)
 	if err != nil {
 		return err

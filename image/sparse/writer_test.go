@@ -183,12 +183,12 @@ func (z countedZero) ReadAt(p []byte, off int64) (int, error) {
 
 func TestWriteSkipsKnownZeros(t *testing.T) {
 	data := bytes.Repeat([]byte("romforge"), 4096) // 32 KiB of data
-	for _, dontCare := range []bool{false, true} {
+	for _, dontCare := range []bool{false, true} { // dontCare here is HolesDontCare: the data has no zero blocks
 		// 64 GiB of hole between two data runs: read, it would take minutes; skipped, it is instant.
 		var read int64
 		src := image.Concat(image.New(bytes.NewReader(data), int64(len(data))), countedZero{64 << 30, &read}, image.New(bytes.NewReader(data), int64(len(data))))
 		var out bytes.Buffer
-		if err := Write(t.Context(), &out, src, WriteOptions{DontCare: dontCare}); err != nil {
+		if err := Write(t.Context(), &out, src, WriteOptions{HolesDontCare: dontCare}); err != nil {
 			t.Fatalf("dontCare=%v: %v", dontCare, err)
 		}
 		// Only the buffers the data shares with the hole are read: at most 2 x 4 MiB per pass (scan and copy).
@@ -219,5 +219,31 @@ func TestWriteSkipsKnownZeros(t *testing.T) {
 		if len(chunks) != 3 || chunks[1].Type != want {
 			t.Fatalf("chunks %+v, want raw, %v, raw", chunks, want)
 		}
+	}
+}
+
+// TestHolesDontCareKeepsDataZeros: zero blocks inside real data must stay FILL 0 with HolesDontCare.
+func TestHolesDontCareKeepsDataZeros(t *testing.T) {
+	data := append(bytes.Repeat([]byte("romforge!"), 8192/9+1)[:8192], make([]byte, 8192)...) // data then two zero blocks
+	src := image.Concat(image.New(bytes.NewReader(data), int64(len(data))), image.Zero(8<<20))
+	var out bytes.Buffer
+	if err := Write(t.Context(), &out, src, WriteOptions{HolesDontCare: true}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewReader(bytes.NewReader(out.Bytes()), int64(out.Len()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunks, _ := m.Chunks()
+	var kinds []ChunkType
+	for _, c := range chunks {
+		kinds = append(kinds, c.Type)
+	}
+	// The first 4 MiB window mixes data and hole, so it is read: its zeros are FILL; the rest is a hole.
+	if len(kinds) != 3 || kinds[0] != ChunkRaw || kinds[1] != ChunkFill || kinds[2] != ChunkDontCare {
+		t.Fatalf("chunk kinds %v, want raw, fill, dont-care", kinds)
+	}
+	if chunks[1].Blocks*uint32(m.BlockSize()) < 8192 {
+		t.Fatalf("the data's zero blocks are not all FILL: %+v", chunks[1])
 	}
 }
