@@ -38,6 +38,9 @@ type Options struct {
 	// Verity is disable (default), resign (needs Key) or keep.
 	Verity string
 	Key    string
+	// Super is auto (default: dynamic devices get one super.img with every logical partition, flashed
+	// from the bootloader) or none (logical partition images flashed one by one through fastbootd).
+	Super string
 	// Out is the bundle folder; it must not exist or be empty. A failed build leaves nothing there.
 	Out string
 	// Epoch stamps every file the build writes (zero: SOURCE_DATE_EPOCH, else the Unix epoch).
@@ -95,6 +98,9 @@ func Run(ctx context.Context, opt Options) (res *Result, err error) {
 		}
 	default:
 		return nil, failure.Kinded(failure.ErrUsage, fmt.Errorf("build: --verity %q must be disable, resign or keep", opt.Verity))
+	}
+	if opt.Super, err = superMode(opt.Super); err != nil {
+		return nil, err
 	}
 	logf := opt.Logf
 	if logf == nil {
@@ -272,7 +278,19 @@ func Run(ctx context.Context, opt Options) (res *Result, err error) {
 		}
 		m.Images = append(m.Images, rec)
 	}
-	m.Steps = flashSteps(m.Images)
+	stage("bundle", t0)
+	if opt.Device.Dynamic && opt.Super == "auto" {
+		t0 = time.Now()
+		if m.Images, m.Super, err = packSuper(ctx, opt, m.Images, tmp, rep); err != nil {
+			return nil, err
+		}
+		if m.Super != nil {
+			logf("packed %d logical partitions into super.img (%d-byte super, slot %q)", len(m.Super.Partitions), m.Super.DeviceSize, m.Super.Slot)
+		}
+		stage("super", t0)
+		t0 = time.Now()
+	}
+	m.Steps = flashSteps(m.Images, m.Super)
 	if !opt.Device.AB && !opt.Device.Dynamic {
 		if err := recoveryZip(ctx, opt, in, parts, tmp, m); err != nil {
 			m.Notes = append(m.Notes, "no recovery zip: "+err.Error())
@@ -505,7 +523,7 @@ func avbInfo(path string) (any, error) {
 
 // flashSteps orders images for flashing: raw partitions (boot, dtbo, vbmeta, …) first, then physical
 // filesystems, then logical ones, then a reboot.
-func flashSteps(imgs []bundle.Image) []flash.Step {
+func flashSteps(imgs []bundle.Image, super *bundle.Super) []flash.Step {
 	rank := func(i bundle.Image) int {
 		switch {
 		case i.Logical:
@@ -519,7 +537,14 @@ func flashSteps(imgs []bundle.Image) []flash.Step {
 	sort.SliceStable(sorted, func(a, b int) bool { return rank(sorted[a]) < rank(sorted[b]) })
 	var steps []flash.Step
 	for _, i := range sorted {
-		steps = append(steps, flash.Step{Op: flash.OpFlash, Partition: i.Partition, Image: i.File, SHA256: i.SHA256, Logical: i.Logical})
+		st := flash.Step{Op: flash.OpFlash, Partition: i.Partition, Image: i.File, SHA256: i.SHA256, Logical: i.Logical}
+		if i.Partition == "super" && super != nil {
+			st.Slot = super.Slot // the slot whose logical partitions the image holds
+		}
+		steps = append(steps, st)
+	}
+	if super != nil && super.Slot != "" {
+		steps = append(steps, flash.Step{Op: flash.OpSetActive, Slot: super.Slot})
 	}
 	return append(steps, flash.Step{Op: flash.OpReboot})
 }

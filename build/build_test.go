@@ -220,8 +220,10 @@ set_metadata("/system/bin/toolbox", "uid", 0, "gid", 2000, "mode", 0755, "capabi
 }
 
 // TestABDynamicBuild builds from an A/B OTA zip (payload.bin with EROFS logical partitions): system is
-// patched and rebuilt as EROFS (fsck.erofs accepts it), vbmeta gets the disable flags, the flash plan
-// marks the logical partitions, and two builds are byte-identical.
+// patched and rebuilt as EROFS, vbmeta gets the disable flags, and two builds are byte-identical. By
+// default the logical partitions are packed into a sparse super.img with the catalog's geometry, which
+// the real simg2img, lpdump and lpunpack read, and whose system_a passes fsck.erofs; with --super none
+// the flash plan marks the logical partitions for fastbootd instead.
 func TestABDynamicBuild(t *testing.T) {
 	rom := filepath.Join(t.TempDir(), "alioth-ota.zip")
 	f, _ := os.Create(rom)
@@ -229,35 +231,90 @@ func TestABDynamicBuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
+	dev := device(t, "alioth")
 	var sums [2]string
 	for i := range sums {
 		out := filepath.Join(t.TempDir(), "bundle")
-		res, err := Run(context.Background(), Options{Device: device(t, "alioth"), Input: rom, Sets: hardened(t), Out: out})
+		res, err := Run(context.Background(), Options{Device: dev, Input: rom, Sets: hardened(t), Out: out})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if res.Before.Clean() || !res.After.Clean() {
 			t.Fatalf("audits %d → %v", len(res.Before.Findings), res.After.Findings)
 		}
-		logical := map[string]bool{}
-		for _, s := range res.Manifest.Steps {
+		m := res.Manifest
+		var ops []string
+		for _, s := range m.Steps {
 			if s.Logical {
-				logical[s.Partition] = true
+				t.Fatalf("step %+v is logical although super.img holds the logical partitions", s)
 			}
+			ops = append(ops, strings.TrimSpace(s.Op+" "+s.Partition+" "+s.Slot))
 		}
-		if !logical["system"] || !logical["vendor"] || logical["boot"] {
-			t.Fatalf("logical flags %v", logical)
+		if got := strings.Join(ops, ", "); got != "flash boot, flash vbmeta, flash super a, set_active  a, reboot" {
+			t.Fatalf("flash plan: %s", got)
 		}
-		validators.Run(t, validators.Tool(t, "fsck.erofs"), filepath.Join(out, "images/system.img"))
+		if m.Super == nil || m.Super.Slot != "a" || m.Super.DeviceSize != dev.Super.Size || len(m.Super.Partitions) == 0 {
+			t.Fatalf("manifest super: %+v", m.Super)
+		}
+		if _, err := os.Stat(filepath.Join(out, "images/system.img")); err == nil {
+			t.Fatal("images/system.img left beside super.img")
+		}
 		vb, _ := os.ReadFile(filepath.Join(out, "images/vbmeta.img"))
 		if len(vb) < 124 || vb[123]&3 != 3 {
 			t.Fatal("vbmeta flags not set")
 		}
 		sums[i], _ = fileSHA256(filepath.Join(out, "manifest.json"))
+		if i == 0 {
+			checkSuperWithAOSPTools(t, out, m)
+		}
 	}
 	if sums[0] != sums[1] {
 		t.Fatal("A/B build not reproducible")
 	}
+
+	out := filepath.Join(t.TempDir(), "bundle")
+	res, err := Run(context.Background(), Options{Device: dev, Input: rom, Sets: hardened(t), Out: out, Super: "none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logical := map[string]bool{}
+	for _, s := range res.Manifest.Steps {
+		if s.Logical {
+			logical[s.Partition] = true
+		}
+	}
+	if !logical["system"] || !logical["vendor"] || logical["boot"] || res.Manifest.Super != nil {
+		t.Fatalf("--super none: logical flags %v, super %+v", logical, res.Manifest.Super)
+	}
+	validators.Run(t, validators.Tool(t, "fsck.erofs"), filepath.Join(out, "images/system.img"))
+}
+
+// checkSuperWithAOSPTools expands the bundle's super.img with simg2img, checks its layout with lpdump
+// (geometry, groups, partitions) and unpacks it with lpunpack: every partition equals the manifest's
+// record, and system_a passes fsck.erofs.
+func checkSuperWithAOSPTools(t *testing.T, out string, m *bundle.Manifest) {
+	simg2img := validators.Tool(t, "simg2img")
+	lpdump := validators.Tool(t, "lpdump")
+	lpunpack := validators.Tool(t, "lpunpack")
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "super.raw")
+	validators.Run(t, simg2img, filepath.Join(out, "images/super.img"), raw)
+	if st, err := os.Stat(raw); err != nil || st.Size() != m.Super.DeviceSize {
+		t.Fatalf("expanded super: %v, want %d bytes", err, m.Super.DeviceSize)
+	}
+	dump := validators.Run(t, lpdump, raw)
+	for _, want := range []string{"Metadata slot count: 3", "Name: system_a", "Name: system_b", "Group: qti_dynamic_partitions_a", "Group: qti_dynamic_partitions_b", "Header flags: virtual_ab_device", "Size: 9126805504"} {
+		if !strings.Contains(dump, want) {
+			t.Fatalf("lpdump lacks %q:\n%s", want, dump)
+		}
+	}
+	validators.Run(t, lpunpack, "--slot=0", raw, dir)
+	for _, p := range m.Super.Partitions {
+		if got, _ := fileSHA256(filepath.Join(dir, p.Partition+".img")); got != p.SHA256 {
+			t.Errorf("lpunpack %s: sha256 %s, manifest %s", p.Partition, got, p.SHA256)
+		}
+	}
+	validators.Run(t, validators.Tool(t, "fsck.erofs"), filepath.Join(dir, "system_a.img"))
 }
 
 // TestRamdiskInitEdited: the boot image's ramdisk init scripts get the sets' init steps (mqsasd disabled,
@@ -324,8 +381,22 @@ func TestVerityResign(t *testing.T) {
 	if _, err := Run(context.Background(), Options{Device: device(t, "alioth"), Input: rom, Sets: hardened(t), Out: out, Verity: "resign", Key: key}); err != nil {
 		t.Fatal(err)
 	}
+	// avbtool finds partition images beside vbmeta by name: put the logical ones there from super.
 	images := filepath.Join(out, "images")
-	validators.Run(t, avbtool, "verify_image", "--image", filepath.Join(images, "vbmeta.img"), "--key", key)
+	dir := t.TempDir()
+	validators.Run(t, validators.Tool(t, "simg2img"), filepath.Join(images, "super.img"), filepath.Join(dir, "super.raw"))
+	validators.Run(t, validators.Tool(t, "lpunpack"), "--slot=0", filepath.Join(dir, "super.raw"), dir)
+	for _, name := range []string{"vbmeta", "boot"} {
+		b, _ := os.ReadFile(filepath.Join(images, name+".img"))
+		os.WriteFile(filepath.Join(dir, name+".img"), b, 0o644)
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if n, ok := strings.CutSuffix(e.Name(), "_a.img"); ok {
+			os.Rename(filepath.Join(dir, e.Name()), filepath.Join(dir, n+".img"))
+		}
+	}
+	validators.Run(t, avbtool, "verify_image", "--image", filepath.Join(dir, "vbmeta.img"), "--key", key)
 	info := validators.Run(t, avbtool, "info_image", "--image", filepath.Join(images, "vbmeta.img"))
 	if !strings.Contains(info, "Algorithm:                SHA256_RSA2048") || !strings.Contains(info, "Partition Name:        system") {
 		t.Fatalf("vbmeta:\n%s", info)

@@ -29,6 +29,8 @@ type Manifest struct {
 	AuditBefore any     `json:"audit_before,omitempty"`
 	AuditAfter  any     `json:"audit_after,omitempty"`
 	Images      []Image `json:"images"`
+	// Super describes the logical partitions packed into the super image, when the bundle has one.
+	Super *Super `json:"super,omitempty"`
 	// AntiVersion is the ROM's anti-rollback version (-1 when it states none).
 	AntiVersion  int                  `json:"anti_version"`
 	AntiRollback devices.AntiRollback `json:"anti_rollback"`
@@ -55,13 +57,26 @@ type Source struct {
 // Image is one image in the bundle.
 type Image struct {
 	Partition string `json:"partition"`
-	File      string `json:"file"`   // relative to the bundle, e.g. images/system.img
-	Format    string `json:"format"` // ext4, erofs, raw, boot, vbmeta, sparse-ext4, …
+	File      string `json:"file,omitempty"` // relative to the bundle, e.g. images/system.img
+	Format    string `json:"format"`         // ext4, erofs, raw, boot, vbmeta, sparse-ext4, …
 	Size      int64  `json:"size"`
 	SHA256    string `json:"sha256"`
 	Logical   bool   `json:"logical,omitempty"`
 	Modified  bool   `json:"modified"`
 	AVB       any    `json:"avb,omitempty"`
+}
+
+// Super is the content of a super image the build packed: the logical partitions (with their slot
+// suffix on A/B devices; File is empty, they live in super.img) and the geometry it was made for.
+type Super struct {
+	// DeviceSize is the size of the super partition the image was laid out for (the catalog's).
+	DeviceSize    int64 `json:"device_size"`
+	MetadataSlots int   `json:"metadata_slots"`
+	// Slot is the slot whose partitions the image holds ("a"; "" on non-A/B devices). Flashing it pairs
+	// with that slot's boot images and ends with set_active to it.
+	Slot       string   `json:"slot,omitempty"`
+	Partitions []Image  `json:"partitions"`
+	Extents    []string `json:"extents,omitempty"`
 }
 
 // Write stores m as dir/manifest.json.

@@ -58,12 +58,20 @@ fi
 		fmt.Fprintf(&s, "$FASTBOOT $* %s\n", line)
 		fmt.Fprintf(&b, "%%FASTBOOT%% %%* %s || exit /b 1\r\n", strings.ReplaceAll(line, "/", "\\"))
 	}
+	// A super image holds one slot's logical partitions: the other images must go to that slot, whatever
+	// slot the phone is on now (the client then flashes e.g. boot_a for "boot").
+	slotFlag := ""
+	if m.Super != nil && m.Super.Slot != "" {
+		slotFlag = "--slot " + m.Super.Slot + " "
+	}
 	for _, st := range m.Steps {
 		switch {
 		case st.Op == flash.OpFlash && st.Logical:
 			logical = append(logical, st)
+		case st.Op == flash.OpFlash && st.Partition == "super":
+			emit(fmt.Sprintf("flash super %s", path.Clean(st.Image)))
 		case st.Op == flash.OpFlash:
-			emit(fmt.Sprintf("flash %s %s", st.Partition, path.Clean(st.Image)))
+			emit(fmt.Sprintf("%sflash %s %s", slotFlag, st.Partition, path.Clean(st.Image)))
 		case st.Op == flash.OpErase:
 			emit("erase " + st.Partition)
 		case st.Op == flash.OpLock:

@@ -20,6 +20,8 @@ import (
 	"github.com/romforge/romforge/flash/fastboot"
 	"github.com/romforge/romforge/fs/fsimage"
 	"github.com/romforge/romforge/fs/tree"
+	"github.com/romforge/romforge/image"
+	"github.com/romforge/romforge/image/lp"
 	"github.com/romforge/romforge/patches"
 	"github.com/romforge/romforge/patches/audit"
 	"github.com/romforge/romforge/patches/miuitest"
@@ -224,8 +226,23 @@ func runScenario(ctx context.Context, opt Options, dir string, sc scenario) (*Sc
 	}
 	res.BytesWritten = em.Writes()
 
-	// 5. Read the flashed system back from the virtual device and prove the cloud apps are gone.
-	img, err := fsimage.Open(em.PartitionPath(systemPart))
+	// 5. Read the flashed system back from the virtual device and prove the cloud apps are gone. With a
+	// super image, system is found the way the phone finds it: through super's LP metadata.
+	var img *fsimage.Image
+	if m.Super != nil {
+		sysName := "system"
+		if m.Super.Slot != "" {
+			sysName += "_" + m.Super.Slot
+		}
+		var superFile io.Closer
+		img, superFile, err = systemFromSuper(em.PartitionPath("super"), sysName)
+		if err == nil {
+			defer superFile.Close()
+		}
+		say(w, "     read %s back through the LP metadata of the flashed super", sysName)
+	} else {
+		img, err = fsimage.Open(em.PartitionPath(systemPart))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading the flashed system back: %w", err)
 	}
@@ -264,4 +281,29 @@ func rebuilt(m *bundle.Manifest) string {
 		}
 	}
 	return strings.Join(s, ", ")
+}
+
+// systemFromSuper opens a logical partition of a flashed (raw) super partition as a filesystem; the
+// closer releases the super file.
+func systemFromSuper(superPath, name string) (*fsimage.Image, io.Closer, error) {
+	f, err := image.OpenFile(superPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	img, err := func() (*fsimage.Image, error) {
+		s, err := lp.NewReader(f, f.Size())
+		if err != nil {
+			return nil, err
+		}
+		part, err := s.Partition(0, name)
+		if err != nil {
+			return nil, err
+		}
+		return fsimage.OpenImage(part)
+	}()
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return img, f, nil
 }

@@ -255,6 +255,14 @@ func Preflight(ctx context.Context, d Device, p *Plan, opt PreflightOptions) (*C
 		case "all":
 			slots = []string{other, cur}
 		}
+		if fixed := superSlot(p); fixed != "" {
+			var note, reason string
+			if slots, note, reason = superSlots(p.Slot, cur, fixed); reason != "" {
+				refuse("%s", reason)
+			} else if note != "" {
+				notes = append(notes, note)
+			}
+		}
 	}
 
 	// Images: present, hashes, sizes.
@@ -349,6 +357,11 @@ func Preflight(ctx context.Context, d Device, p *Plan, opt PreflightOptions) (*C
 			if s.Op == OpFlash {
 				c.Image, c.Size = s.Image, infos[s.Image].size
 				fits(part, c.Size, false)
+				if part == "super" && f.PartitionSize[part] > 0 {
+					if err := checkSuperImage(s.Image, f.PartitionSize[part]); err != nil {
+						refuse("%s cannot go to super: %v", imageName(s.Image), err)
+					}
+				}
 			}
 			cmds = append(cmds, c)
 		}

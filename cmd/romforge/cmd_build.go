@@ -24,6 +24,7 @@ func init() {
 			&cli.StringFlag{Name: "fs", Value: "keep", Usage: "filesystem of rebuilt images: keep, ext4 or erofs"},
 			&cli.StringFlag{Name: "verity", Value: "disable", Usage: "disable (set vbmeta flags), resign (with --key) or keep"},
 			&cli.StringFlag{Name: "key", Usage: "AVB signing key (PEM) for --verity resign"},
+			&cli.StringFlag{Name: "super", Value: "auto", Usage: "dynamic devices: auto (one super.img, flashed from the bootloader, slot a) or none (logical images flashed through fastbootd to the inactive slot)"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Required: true, Usage: "bundle folder to create"},
 			&cli.BoolFlag{Name: "allow-unverified", Usage: "with --release: accept a build without a published checksum"},
 		),
@@ -83,7 +84,7 @@ func runBuild(c *cli.Context) error {
 		return err
 	}
 	res, err := build.Run(e.ctx, build.Options{
-		Device: d, Input: input, SourceURL: url, Sets: sets, FS: c.String("fs"), Verity: c.String("verity"),
+		Device: d, Input: input, SourceURL: url, Sets: sets, FS: c.String("fs"), Verity: c.String("verity"), Super: c.String("super"),
 		Key: c.String("key"), Out: c.String("output"), Version: currentVersion().Version, Progress: e.reporter(),
 		Logf: e.logf,
 	})

@@ -355,6 +355,9 @@ func (c *conn) flash(name string) error {
 			return c.failLocked("flash write failure")
 		}
 	}
+	if part == "super" && d.dev.Dynamic {
+		d.superFlashedLocked()
+	}
 	d.mutatedLocked()
 	return c.okayLocked("")
 }

@@ -1,0 +1,143 @@
+package build
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/romforge/romforge/bundle"
+	"github.com/romforge/romforge/image"
+	"github.com/romforge/romforge/image/lp"
+	"github.com/romforge/romforge/image/sparse"
+	"github.com/romforge/romforge/internal/failure"
+	"github.com/romforge/romforge/progress"
+)
+
+// SuperSlot is the slot whose logical partitions a built super image holds on A/B devices: a factory
+// super has its partitions in _a and empty _b partitions, and the phone boots slot a after flashing.
+const SuperSlot = "a"
+
+// packSuper replaces the logical partition images of imgs by one sparse images/super.img laid out with
+// the catalog's super geometry (size, metadata size and slots, groups, Virtual A/B). It returns the new
+// image list (super in place of the first logical image) and the super's record for the manifest.
+func packSuper(ctx context.Context, opt Options, imgs []bundle.Image, dir string, rep progress.Reporter) ([]bundle.Image, *bundle.Super, error) {
+	sup := opt.Device.Super
+	if sup == nil || sup.Size <= 0 {
+		return nil, nil, failure.Kinded(failure.ErrInvalid, fmt.Errorf("build: the catalog gives no super size for %s; use --super none", opt.Device.Codename))
+	}
+	spec := lp.BuildSpec{DeviceSize: sup.Size, MetadataMaxSize: uint32(sup.MetadataSize), MetadataSlots: uint32(sup.MetadataSlots), VirtualAB: sup.VirtualAB}
+	defaultGroup := "default"
+	for i, g := range sup.Groups {
+		spec.Groups = append(spec.Groups, lp.GroupSpec{Name: g.Name, MaximumSize: uint64(g.MaxSize)})
+		if i == 0 {
+			defaultGroup = g.Name
+		}
+	}
+	var logical, out []bundle.Image
+	var files []*image.File
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	at := -1
+	for _, im := range imgs {
+		if !im.Logical {
+			out = append(out, im)
+			continue
+		}
+		if at < 0 {
+			at = len(out)
+		}
+		f, err := image.OpenFile(filepath.Join(dir, filepath.FromSlash(im.File)))
+		if err != nil {
+			return nil, nil, err
+		}
+		files = append(files, f)
+		group := defaultGroup
+		if cp, ok := opt.Device.Partition(im.Partition); ok && cp.Group != "" {
+			group = cp.Group
+		}
+		spec.Partitions = append(spec.Partitions, lp.PartitionSpec{Name: im.Partition, Group: group, Attributes: lp.AttrReadonly, Image: f})
+		logical = append(logical, im)
+	}
+	if len(logical) == 0 {
+		return imgs, nil, nil
+	}
+	slot := ""
+	if opt.Device.AB {
+		spec = spec.WithSlotSuffixes()
+		slot = SuperSlot
+	}
+	img, meta, err := lp.Compose(spec)
+	if err != nil {
+		return nil, nil, fmt.Errorf("build: the logical partitions do not fit %s's super (%d bytes, groups %v): %w", opt.Device.Codename, sup.Size, sup.Groups, err)
+	}
+	path := filepath.Join(dir, "images", "super.img")
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	err = sparse.Write(ctx, f, img, sparse.WriteOptions{HolesDontCare: true, Progress: rep})
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("build: writing super.img: %w", err)
+	}
+	for _, f := range files {
+		f.Close()
+	}
+	files = nil
+	rec := &bundle.Super{DeviceSize: sup.Size, MetadataSlots: int(meta.Geometry.MetadataSlotCount), Slot: slot}
+	for _, im := range logical {
+		if err := os.Remove(filepath.Join(dir, filepath.FromSlash(im.File))); err != nil {
+			return nil, nil, err
+		}
+		if slot != "" {
+			im.Partition += "_" + slot
+		}
+		im.File = ""
+		rec.Partitions = append(rec.Partitions, im)
+		// Where each partition landed, so a user can find it in the image (lpdump shows the same).
+		for _, p := range meta.Partitions {
+			if p.Name == im.Partition && len(p.Extents) > 0 {
+				rec.Extents = append(rec.Extents, fmt.Sprintf("%s: sectors %d+%d", p.Name, p.Extents[0].TargetData, p.Extents[0].NumSectors))
+			}
+		}
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	sum, err := fileSHA256(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	superImg := bundle.Image{Partition: "super", File: "images/super.img", Format: "sparse-super", Size: st.Size(), SHA256: sum, Modified: anyModified(logical)}
+	out = append(out[:at], append([]bundle.Image{superImg}, out[at:]...)...)
+	return out, rec, nil
+}
+
+func anyModified(imgs []bundle.Image) bool {
+	for _, im := range imgs {
+		if im.Modified {
+			return true
+		}
+	}
+	return false
+}
+
+// superMode checks --super: auto (a super image for dynamic devices) or none (logical partitions
+// flashed one by one through fastbootd).
+func superMode(v string) (string, error) {
+	switch strings.ToLower(v) {
+	case "", "auto":
+		return "auto", nil
+	case "none":
+		return "none", nil
+	}
+	return "", failure.Kinded(failure.ErrUsage, fmt.Errorf("build: --super %q must be auto or none", v))
+}

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/romforge/romforge/bundle"
+	"github.com/romforge/romforge/demo/sample"
+	"github.com/romforge/romforge/devices"
+	"github.com/romforge/romforge/flash/emulator"
+	"github.com/romforge/romforge/flash/fastboot"
+)
+
+// aliothBundle builds the sample A/B dynamic ROM into a bundle with a super image.
+func aliothBundle(t *testing.T) (string, *bundle.Manifest) {
+	t.Helper()
+	rom := filepath.Join(t.TempDir(), "lineage-21.0-alioth.zip")
+	f, _ := os.Create(rom)
+	if err := sample.ABROM(context.Background(), f, "alioth"); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	out := filepath.Join(t.TempDir(), "bundle")
+	if code, stdout, stderr := runCLI(t, "build", "--device", "alioth", "--input", rom, "-o", out); code != 0 {
+		t.Fatalf("build: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	m, err := bundle.Read(out)
+	if err != nil || m.Super == nil {
+		t.Fatalf("manifest: %v, super %+v", err, m)
+	}
+	return out, m
+}
+
+// onSlotB switches the emulated phone to slot b, so a flash that ignored the super's slot would show.
+func onSlotB(t *testing.T, serial string) {
+	t.Helper()
+	tr, err := fastboot.Dial(context.Background(), serial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := fastboot.NewClient(tr)
+	defer c.Close()
+	if err := c.SetActive(context.Background(), "b"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func fileSum(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// checkFlashedSuper: the phone runs slot a, boot_a is the bundle's boot, and every logical partition the
+// phone now sees (through the flashed super's metadata) is byte for byte the manifest's record.
+func checkFlashedSuper(t *testing.T, em *emulator.Device, out string, m *bundle.Manifest) {
+	t.Helper()
+	if s := em.CurrentSlot(); s != "a" {
+		t.Fatalf("current slot %q after flashing a slot-a super", s)
+	}
+	if got, want := fileSum(t, em.PartitionPath("boot_a")), fileSum(t, filepath.Join(out, "images/boot.img")); got != want {
+		t.Fatal("boot_a is not the bundle's boot.img")
+	}
+	for _, p := range m.Super.Partitions {
+		b, err := os.ReadFile(em.PartitionPath(p.Partition))
+		if err != nil {
+			t.Fatalf("%s not on the phone: %v", p.Partition, err)
+		}
+		s := sha256.Sum256(b)
+		if hex.EncodeToString(s[:]) != p.SHA256 {
+			t.Fatalf("%s on the phone differs from the manifest", p.Partition)
+		}
+	}
+}
+
+// TestSuperBundleFlash flashes an A/B dynamic bundle with a super image to a phone on slot b: romforge
+// writes slot a (the super's), flashes super from the bootloader and activates a; the AOSP client running
+// flash.sh does the same; --slot b is refused before a byte is written, and so is a phone whose super
+// has another size than the image's metadata says.
+func TestSuperBundleFlash(t *testing.T) {
+	out, m := aliothBundle(t)
+
+	em, serial := startEmulator(t, "alioth", emulator.Options{})
+	onSlotB(t, serial)
+	code, stdout, stderr := runCLI(t, "flash", out, "--serial", serial, "--yes")
+	if code != 0 {
+		t.Fatalf("flash: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	checkFlashedSuper(t, em, out, m)
+
+	if fb, err := exec.LookPath("fastboot"); err != nil {
+		t.Log("AOSP fastboot client not installed: flash.sh not run")
+	} else {
+		em, serial := startEmulator(t, "alioth", emulator.Options{})
+		onSlotB(t, serial)
+		cmd := exec.Command("sh", filepath.Join(out, "flash.sh"), "-s", serial)
+		cmd.Env = append(os.Environ(), "FASTBOOT="+fb)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("flash.sh: %v\n%s", err, b)
+		}
+		checkFlashedSuper(t, em, out, m)
+	}
+
+	em, serial = startEmulator(t, "alioth", emulator.Options{})
+	code, _, stderr = runCLI(t, "flash", out, "--serial", serial, "--yes", "--slot", "b")
+	if code != exitRefused || !strings.Contains(stderr, "slot-a partitions") || em.Writes() != 0 {
+		t.Fatalf("--slot b: exit %d, %d bytes written\n%s", code, em.Writes(), stderr)
+	}
+
+	cat, _ := devices.Builtin()
+	d, _ := cat.Lookup("alioth")
+	other := *d
+	sup := *d.Super
+	sup.Size += 1 << 30
+	other.Super = &sup
+	em2, err := emulator.New(&other, emulator.Options{StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := fastboot.ListenTCP("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go em2.ServeListener(ctx, l)
+	defer l.Close()
+	code, _, stderr = runCLI(t, "flash", out, "--serial", "tcp:"+l.Addr().String(), "--yes")
+	if code != exitRefused || !strings.Contains(stderr, "cannot go to super") || em2.Writes() != 0 {
+		t.Fatalf("super of another size: exit %d, %d bytes written\n%s", code, em2.Writes(), stderr)
+	}
+}
