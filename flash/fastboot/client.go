@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/romforge/romforge/internal/failure"
@@ -146,7 +147,8 @@ func (c *Client) ioError(ctx context.Context, what string, d time.Duration, err 
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return failure.Kinded(failure.ErrIO, fmt.Errorf("fastboot: %s: no answer from the device within %v: %w", what, d, err))
 	}
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.ErrClosedPipe) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNABORTED) {
 		return failure.Kinded(failure.ErrIO, fmt.Errorf("fastboot: %s: the device closed the connection (unplugged or rebooted?): %w", what, err))
 	}
 	if errors.Is(err, failure.ErrIO) {
