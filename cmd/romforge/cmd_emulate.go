@@ -26,7 +26,7 @@ func init() {
 			&cli.BoolFlag{Name: "locked", Usage: "start with the bootloader locked (new state only)"},
 			&cli.BoolFlag{Name: "allow-unlock", Usage: "let 'fastboot flashing unlock' succeed"},
 			&cli.StringFlag{Name: "anti", Usage: "anti-rollback value the phone reports (new state only; default 1 where enforced)"},
-			&cli.StringSliceFlag{Name: "fault", Usage: "drop-after=BYTES, fail-flash=PART, latency=MS or rate=MBps (repeatable)"},
+			&cli.StringSliceFlag{Name: "fault", Usage: "drop-after=BYTES, fail-flash=PART, latency=MS, rate=MBps or cut-after=COMMAND (repeatable)"},
 			&cli.StringFlag{Name: "max-download-size", Usage: "override the catalog's max-download-size (bytes, 0x hex allowed)"},
 			&cli.BoolFlag{Name: "battery-low", Usage: "report a low battery (battery-soc-ok: no)"},
 		},

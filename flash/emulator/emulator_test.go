@@ -454,10 +454,10 @@ func TestParseFault(t *testing.T) {
 	if err := f.Parse("rate=2.5"); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.Parse("fail-flash=boot"); err != nil {
+	if err := f.Parse("fail-flash=boot, cut-after=flash:boot_b"); err != nil {
 		t.Fatal(err)
 	}
-	if f.DropAfter != 4096 || f.Latency != 5*time.Millisecond || f.Rate != 2.5e6 || !f.failsFlash("boot_b") || f.failsFlash("dtbo") {
+	if f.DropAfter != 4096 || f.Latency != 5*time.Millisecond || f.Rate != 2.5e6 || !f.failsFlash("boot_b") || f.failsFlash("dtbo") || f.CutAfter != "flash:boot_b" {
 		t.Fatalf("%+v", f)
 	}
 	for _, bad := range []string{"drop-after=-1", "rate=0", "latency=x", "boom=1", "drop-after"} {

@@ -21,10 +21,14 @@ type Fault struct {
 	Latency time.Duration
 	// Rate caps download speed in bytes per second; 0 is unlimited.
 	Rate float64
+	// CutAfter cuts the connection once, after the phone carried out the first command equal to it
+	// (e.g. "flash:boot_b", "reboot-fastboot") and before it answers: the cable pulled while the phone
+	// writes. The host cannot tell whether the command took effect.
+	CutAfter string
 }
 
-// ParseFault reads "drop-after=BYTES", "fail-flash=PART", "latency=MS" or "rate=MBps" (several may be
-// joined with commas) into f.
+// Parse reads "drop-after=BYTES", "fail-flash=PART", "latency=MS", "rate=MBps" or "cut-after=COMMAND"
+// (several may be joined with commas) into f.
 func (f *Fault) Parse(spec string) error {
 	for _, item := range strings.Split(spec, ",") {
 		item = strings.TrimSpace(item)
@@ -33,7 +37,7 @@ func (f *Fault) Parse(spec string) error {
 		}
 		k, v, ok := strings.Cut(item, "=")
 		if !ok || v == "" {
-			return failure.Kinded(failure.ErrUsage, fmt.Errorf("emulator: fault %q: want drop-after=BYTES, fail-flash=PART, latency=MS or rate=MBps", item))
+			return failure.Kinded(failure.ErrUsage, fmt.Errorf("emulator: fault %q: want drop-after=BYTES, fail-flash=PART, latency=MS, rate=MBps or cut-after=COMMAND", item))
 		}
 		bad := func(err error) error {
 			return failure.Kinded(failure.ErrUsage, fmt.Errorf("emulator: fault %q: %v", item, err))
@@ -59,6 +63,8 @@ func (f *Fault) Parse(spec string) error {
 				return bad(fmt.Errorf("want a positive MB/s"))
 			}
 			f.Rate = n * 1e6
+		case "cut-after":
+			f.CutAfter = v
 		default:
 			return bad(fmt.Errorf("unknown fault"))
 		}

@@ -59,6 +59,8 @@ type conn struct {
 	t   fastboot.Transport
 	ctx context.Context
 	buf []byte
+	// cut is set while the command that arms the cut-after fault runs: its final reply hangs up instead.
+	cut bool
 }
 
 // Serve answers one host connection until it closes, the phone reboots, a fault cuts it, or ctx ends.
@@ -91,6 +93,13 @@ func (c *conn) reply(status, msg string) error {
 		s = s[:maxReply]
 	}
 	c.d.mu.Lock()
+	if c.cut && (status == fastboot.StatusOkay || status == fastboot.StatusFail) {
+		c.cut = false
+		c.d.transcript = append(c.d.transcript, "   [connection cut by fault injection before the reply]")
+		c.d.mu.Unlock()
+		c.t.Close()
+		return errHangUp
+	}
 	lat := c.d.fault.Latency
 	c.d.transcript = append(c.d.transcript, "<- "+s)
 	c.d.mu.Unlock()
@@ -113,6 +122,10 @@ func (c *conn) handle(b []byte) error {
 	d := c.d
 	d.mu.Lock()
 	d.transcript = append(d.transcript, "-> "+strconv.QuoteToASCII(string(b))[1:len(strconv.QuoteToASCII(string(b)))-1])
+	if d.fault.CutAfter != "" && d.fault.CutAfter == string(b) {
+		d.fault.CutAfter = ""
+		c.cut = true
+	}
 	d.mu.Unlock()
 	cmd, err := ParseCommand(b)
 	if err != nil {
