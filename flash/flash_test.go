@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/romforge/romforge/devices"
 	"github.com/romforge/romforge/image"
@@ -327,6 +328,24 @@ func TestJournalResume(t *testing.T) {
 	chk2, _ := Preflight(context.Background(), other, p, PreflightOptions{})
 	if err := Run(context.Background(), other, p, chk2, RunOptions{Journal: journal, Resume: true}); !errors.Is(err, failure.ErrRefused) {
 		t.Fatalf("resume on another phone: %v", err)
+	}
+	// An image rewritten between the runs (same path, same size) is not resumed into. The file clock is
+	// coarse (a few ms), so the rewrite is dated a minute later, as it would be in real use.
+	st, _ := os.Stat(sys)
+	if err := os.WriteFile(sys, bytes.Repeat([]byte{1}, 16384), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(sys, st.ModTime().Add(time.Minute), st.ModTime().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := Run(context.Background(), m, p, chk, RunOptions{Journal: journal, Resume: true}); !errors.Is(err, failure.ErrRefused) || !strings.Contains(err.Error(), "changed since the interrupted flash") {
+		t.Fatalf("resume with a changed image: %v", err)
+	}
+	if err := os.WriteFile(sys, pattern(16384), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(sys, st.ModTime(), st.ModTime()); err != nil {
+		t.Fatal(err)
 	}
 	before := len(m.log)
 	if err := Run(context.Background(), m, p, chk, RunOptions{Journal: journal, Resume: true}); err != nil {

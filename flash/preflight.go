@@ -382,9 +382,10 @@ func Preflight(ctx context.Context, d Device, p *Plan, opt PreflightOptions) (*C
 				refuse("logical partitions need %d bytes but super's group holds %d", total, limit)
 			}
 		}
-		if !f.Userspace {
-			cmds = append(cmds, Command{Op: OpRebootFastboot})
-		}
+		// Always planned, also when the phone is in fastbootd already (Run then skips it): the commands
+		// must not depend on the mode, or a journal written before the reboot would not match the plan
+		// a resume computes after it.
+		cmds = append(cmds, Command{Op: OpRebootFastboot})
 		for _, s := range logical {
 			for _, part := range withSlot(s.Partition) {
 				cmds = append(cmds, Command{Op: "resize-logical-partition", Partition: part, Size: infos[s.Image].size, Logical: true})

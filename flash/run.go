@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/romforge/romforge/image/sparse"
@@ -45,6 +46,37 @@ type Journal struct {
 	Serial  string `json:"serialno"`
 	Product string `json:"product"`
 	Done    int    `json:"done"` // commands completed, in order
+	// Images fingerprints every image file of the plan (size, modification time and the bundle's
+	// sha256 when it recorded one): a resume must not mix pieces of two different builds.
+	Images map[string]string `json:"images,omitempty"`
+}
+
+// imageFingerprints stats the plan's images. A rewritten image keeps its path and usually its size,
+// which is all the plan hash sees; its modification time changes.
+func imageFingerprints(p *Plan, chk *Checked) map[string]string {
+	sums := map[string]string{}
+	if p != nil {
+		for _, s := range p.Steps {
+			if s.Image != "" && s.SHA256 != "" {
+				sums[s.Image] = strings.ToLower(s.SHA256)
+			}
+		}
+	}
+	out := map[string]string{}
+	for _, c := range chk.Commands {
+		if c.Image == "" {
+			continue
+		}
+		fp := "missing"
+		if st, err := os.Stat(c.Image); err == nil {
+			fp = fmt.Sprintf("%d bytes, modified %s", st.Size(), st.ModTime().UTC().Format(time.RFC3339Nano))
+		}
+		if h := sums[c.Image]; h != "" {
+			fp += ", sha256 " + h
+		}
+		out[c.Image] = fp
+	}
+	return out
 }
 
 func planHash(c *Checked) string {
@@ -86,7 +118,7 @@ func Run(ctx context.Context, d Device, p *Plan, chk *Checked, opt RunOptions) e
 			opt.Events(e)
 		}
 	}
-	j := &Journal{Plan: planHash(chk), Serial: chk.Facts.Serial, Product: chk.Facts.Product}
+	j := &Journal{Plan: planHash(chk), Serial: chk.Facts.Serial, Product: chk.Facts.Product, Images: imageFingerprints(p, chk)}
 	if opt.Journal != "" && opt.Resume {
 		old, err := loadJournal(opt.Journal)
 		switch {
@@ -98,7 +130,19 @@ func Run(ctx context.Context, d Device, p *Plan, chk *Checked, opt RunOptions) e
 		case old.Serial != j.Serial || old.Product != j.Product:
 			return failure.Kinded(failure.ErrRefused, fmt.Errorf("flash: the journal is for device %s (%s), this is %s (%s): refusing to resume on another phone", old.Serial, old.Product, j.Serial, j.Product))
 		default:
+			for img, fp := range old.Images { // journals of older builds have none: nothing to compare
+				if now := j.Images[img]; now != fp {
+					return failure.Kinded(failure.ErrRefused, fmt.Errorf("flash: %s changed since the interrupted flash (then %s, now %s): the phone may hold parts of the old image; run without --resume to flash everything again", img, fp, now))
+				}
+			}
 			j.Done = old.Done
+		}
+	}
+	// Written before the first command, so that a cut in it leaves a journal of this plan (and not a
+	// stale one of an earlier plan) for --resume to find.
+	if opt.Journal != "" {
+		if err := saveJournal(opt.Journal, j); err != nil {
+			return failure.Kinded(failure.ErrIO, fmt.Errorf("flash: writing the journal: %w", err))
 		}
 	}
 	maxDL := chk.Facts.MaxDownload
@@ -131,6 +175,10 @@ func Run(ctx context.Context, d Device, p *Plan, chk *Checked, opt RunOptions) e
 		case OpRebootBootloader:
 			err = d.Reboot(ctx, "bootloader")
 		case OpRebootFastboot:
+			if getvar(ctx, d, "is-userspace") == "yes" {
+				// Already in fastbootd: a resumed run after the reboot, or a phone that started there.
+				break
+			}
 			if err = d.Reboot(ctx, "fastboot"); err == nil {
 				if opt.Reconnect == nil {
 					err = errors.New("the device rebooted into fastbootd but no reconnect is configured")
@@ -159,7 +207,7 @@ func Run(ctx context.Context, d Device, p *Plan, chk *Checked, opt RunOptions) e
 		j.Done = i + 1
 		if opt.Journal != "" {
 			if err := saveJournal(opt.Journal, j); err != nil {
-				return err
+				return failure.Kinded(failure.ErrIO, fmt.Errorf("flash: writing the journal after %q: %w", c.String(), err))
 			}
 		}
 		emit(Event{Kind: "done", Index: i, Command: c.String()})
