@@ -3,6 +3,7 @@ package erofs
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -23,6 +24,7 @@ type segJob struct {
 	in    *winode
 	off   int64
 	data  []byte
+	n     int64 // logical bytes when data is nil (a stored job: exts and phys copied from the source)
 	last  bool
 	err   error
 	done  chan struct{}
@@ -127,7 +129,7 @@ func (wr *writer) produce(ctx context.Context, in *winode, order, work chan<- *s
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		if wr.compress && j.err == nil && len(j.data) > 0 {
+		if wr.compress && j.err == nil && len(j.data) > 0 && !j.in.storeFlat {
 			select {
 			case work <- j:
 			case <-ctx.Done():
@@ -148,6 +150,20 @@ func (wr *writer) produce(ctx context.Context, in *winode, order, work chan<- *s
 		return err
 	}
 	defer f.Close()
+	if wr.compress && wr.opt.ReuseStored {
+		if s, ok := f.(interface{ StoredLayout() (*StoredLayout, bool) }); ok {
+			if l, ok := s.StoredLayout(); ok {
+				switch {
+				case l.Flat:
+					in.storeFlat = true
+					wr.reused.Add(in.size)
+				case wr.canReuse(in, l):
+					wr.reused.Add(in.size)
+					return wr.produceStored(in, l, send)
+				}
+			}
+		}
+	}
 	for off := int64(0); off < in.size; off += segSize {
 		n := min(segSize, in.size-off)
 		buf := make([]byte, n)
@@ -178,9 +194,13 @@ func (wr *writer) consume(j *segJob, st *fileState) error {
 	if j.off == 0 {
 		*st = fileState{startBlk: wr.dataBlk}
 	}
-	wr.task.Add(int64(len(j.data)))
-	wr.res.UncompressedBytes += int64(len(j.data))
-	if !wr.compress {
+	n := int64(len(j.data))
+	if j.data == nil {
+		n = j.n
+	}
+	wr.task.Add(n)
+	wr.res.UncompressedBytes += n
+	if !wr.compress || in.storeFlat {
 		return wr.consumeFlat(j, st)
 	}
 	buffer := in.size <= keepRawLimit
@@ -286,6 +306,56 @@ func (wr *writer) consumeFlat(j *segJob, st *fileState) error {
 		in.blkaddr = uint32(st.startBlk)
 	}
 	wr.res.CompressedBytes += (wr.dataBlk-st.startBlk)*wBlkSize + int64(len(in.tail))
+	return nil
+}
+
+// canReuse says whether a source file's compressed extents can be copied into this image as they are:
+// pclusters this image's index can describe and a saving the consume step would keep (it never falls
+// back to storing a copied file uncompressed, for which it would need the plain bytes).
+func (wr *writer) canReuse(in *winode, l *StoredLayout) bool {
+	var cblocks int64
+	for _, e := range l.Extents {
+		cblocks += e.Blocks
+		if e.Plain || e.Blocks == 1 {
+			continue
+		}
+		// A multi-block pcluster needs big pclusters here, and a NONHEAD lcluster to record its size.
+		if !wr.big || e.Blocks*wBlkSize > int64(wr.budget) || (e.Offset>>wBlkBits+1)<<wBlkBits >= e.Offset+e.Length {
+			return false
+		}
+	}
+	rawBlocks := in.size / wBlkSize
+	if tail := in.size % wBlkSize; tail > 0 && !in.canInline(tail) {
+		rawBlocks++
+	}
+	return len(l.Extents) > 0 && cblocks < rawBlocks
+}
+
+// produceStored sends a file's copied clusters in jobs of about a segment of physical data.
+func (wr *writer) produceStored(in *winode, l *StoredLayout, send func(*segJob) error) error {
+	exts := l.Extents
+	for len(exts) > 0 {
+		j := &segJob{in: in, off: exts[0].Offset, done: make(chan struct{})}
+		var k int
+		for k < len(exts) && (k == 0 || int64(len(j.phys))+exts[k].Blocks*wBlkSize <= segSize) {
+			e := exts[k]
+			blk := int64(len(j.phys)) / wBlkSize
+			j.phys = append(j.phys, make([]byte, e.Blocks*wBlkSize)...)
+			if _, err := l.Src.ReadAt(j.phys[blk*wBlkSize:], e.Addr); err != nil && !errors.Is(err, io.EOF) {
+				err = fmt.Errorf("erofs: copying %s from the source image: %w", in.first.name, err)
+				send(&segJob{in: in, err: err, done: make(chan struct{})})
+				return err
+			}
+			j.exts = append(j.exts, zext{la: e.Offset, llen: e.Length, plain: e.Plain, cblks: e.Blocks, blk: blk})
+			j.n += e.Length
+			k++
+		}
+		exts = exts[k:]
+		j.last = len(exts) == 0
+		if err := send(j); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/romforge/romforge/fs/tree"
@@ -36,6 +37,11 @@ type WriteOptions struct {
 	// Workers compress in parallel (default GOMAXPROCS); the output does not depend on it.
 	Workers  int
 	Progress progress.Reporter
+	// ReuseStored copies how files that come from an EROFS image are stored there (their LZ4 clusters,
+	// or the decision to store them uncompressed; see File.StoredLayout) instead of compressing them
+	// again: a patched image is rebuilt at copy speed. The output then depends on the source image's
+	// layout as well as on the tree (still the same bytes for the same source, tree and options).
+	ReuseStored bool
 }
 
 // WriteResult describes a written image.
@@ -46,6 +52,8 @@ type WriteResult struct {
 	UncompressedBytes int64 `json:"uncompressed_bytes"` // regular file contents
 	CompressedBytes   int64 `json:"compressed_bytes"`   // blocks holding those contents
 	CompressedFiles   int64 `json:"compressed_files"`
+	// ReusedBytes are file bytes whose stored form was copied from the source image (ReuseStored).
+	ReusedBytes int64 `json:"reused_bytes,omitempty"`
 }
 
 const (
@@ -92,6 +100,8 @@ type winode struct {
 	rec      int64 // meta record size
 	nid      uint64
 	dirData  []byte
+	// storeFlat: the source image stored this file uncompressed; do not try again (ReuseStored).
+	storeFlat bool
 }
 
 func (in *winode) isize() int64 {
@@ -128,6 +138,7 @@ type writer struct {
 	dataBlk  int64 // next free data block
 	res      WriteResult
 	task     progress.Task
+	reused   atomic.Int64 // file bytes whose stored form came from the source (produce's goroutine)
 }
 
 func newWriter(w io.WriterAt, t tree.Tree, opt WriteOptions) (*writer, error) {
@@ -197,6 +208,7 @@ func (wr *writer) run(ctx context.Context) (*WriteResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	wr.res.ReusedBytes = wr.reused.Load()
 	return &wr.res, nil
 }
 

@@ -174,6 +174,8 @@ func Rebuild(ctx context.Context, w io.WriterAt, src *Image, t tree.Tree, opt Re
 	case "erofs":
 		wo := erofs.WriteOptions{Compression: opt.Compression, Timestamp: opt.Timestamp, Workers: opt.Workers, Progress: opt.Progress}
 		if src.EROFS != nil {
+			// Files the patch left alone keep their clusters: no second lz4hc pass over a whole system.
+			wo.ReuseStored = true
 			info := src.EROFS.Info()
 			wo.UUID, wo.VolumeName = parseHex16(info.UUID), info.VolumeName
 			if wo.Compression == "" && len(info.Compression) > 0 {
