@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/romforge/romforge/image/blockota"
+	"github.com/romforge/romforge/image/lp"
 	"github.com/romforge/romforge/image/sparse"
 	"github.com/romforge/romforge/internal/failure"
 )
@@ -43,6 +44,10 @@ func init() {
 			m, err := sparse.NewReader(f, st.Size())
 			if err != nil {
 				return nil, err
+			}
+			// A sparse super (as flashed from a bundle or a Xiaomi ROM): its layout matters more than its chunks.
+			if s, err := lp.NewReader(m, m.Size()); err == nil {
+				return map[string]any{"sparse": m.Info(), "super": s.Info()}, nil
 			}
 			return m.Info(), nil
 		},

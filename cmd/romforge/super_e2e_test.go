@@ -89,6 +89,10 @@ func checkFlashedSuper(t *testing.T, em *emulator.Device, out string, m *bundle.
 // has another size than the image's metadata says.
 func TestSuperBundleFlash(t *testing.T) {
 	out, m := aliothBundle(t)
+	if code, stdout, stderr := runCLI(t, "inspect", "--json", filepath.Join(out, "images/super.img")); code != 0 ||
+		!strings.Contains(stdout, `"super"`) || !strings.Contains(stdout, `"system_a"`) || !strings.Contains(stdout, `"dont_care_blocks"`) {
+		t.Fatalf("inspect super.img: exit %d\n%s\n%s", code, stdout, stderr)
+	}
 
 	em, serial := startEmulator(t, "alioth", emulator.Options{})
 	onSlotB(t, serial)
