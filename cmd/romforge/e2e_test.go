@@ -72,6 +72,7 @@ func TestBuildFlashReadBack(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("flash: exit %d\n%s\n%s", code, stdout, stderr)
 	}
+	mountPatched(t, em.PartitionPath("system"))
 	img, err := fsimage.Open(em.PartitionPath("system"))
 	if err != nil {
 		t.Fatal(err)

@@ -71,6 +71,7 @@ func checkFlashedSuper(t *testing.T, em *emulator.Device, out string, m *bundle.
 	if got, want := fileSum(t, em.PartitionPath("boot_a")), fileSum(t, filepath.Join(out, "images/boot.img")); got != want {
 		t.Fatal("boot_a is not the bundle's boot.img")
 	}
+	mountPatched(t, em.PartitionPath("system_a"))
 	for _, p := range m.Super.Partitions {
 		b, err := os.ReadFile(em.PartitionPath(p.Partition))
 		if err != nil {
@@ -142,5 +143,31 @@ func TestSuperBundleFlash(t *testing.T) {
 	code, _, stderr = runCLI(t, "flash", out, "--serial", "tcp:"+l.Addr().String(), "--yes")
 	if code != exitRefused || !strings.Contains(stderr, "cannot go to super") || em2.Writes() != 0 {
 		t.Fatalf("super of another size: exit %d, %d bytes written\n%s", code, em2.Writes(), stderr)
+	}
+}
+
+// mountPatched loop-mounts a flashed system partition with the kernel (as root) and checks the patched
+// tree is what the kernel sees: the cloud messaging app gone, its hosts blocked.
+func mountPatched(t *testing.T, partition string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Log("not root: the kernel mount of the flashed system is skipped")
+		return
+	}
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-o", "loop,ro", partition, mnt).CombinedOutput(); err != nil {
+		t.Logf("kernel mount unavailable: %v %s", err, out)
+		return
+	}
+	defer exec.Command("umount", mnt).Run()
+	if _, err := os.Stat(filepath.Join(mnt, "app/XMSF")); err == nil {
+		t.Fatal("the mounted flashed system still has app/XMSF")
+	}
+	if _, err := os.Stat(filepath.Join(mnt, "build.prop")); err != nil {
+		t.Fatalf("the mounted flashed system lacks build.prop: %v", err)
+	}
+	hosts, _ := os.ReadFile(filepath.Join(mnt, "etc/hosts"))
+	if !strings.Contains(string(hosts), "0.0.0.0 api.xmpush.xiaomi.com") {
+		t.Fatalf("mounted hosts:\n%s", hosts)
 	}
 }
