@@ -183,10 +183,17 @@ func runFastbootFlash(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// Where the time went: the data phases of the downloads against the device's writes (the protocol
+	// is serial, so a slow flash lowers the whole-flash rate whatever the link does).
+	stats := cl.Stats()
 	if e.json {
-		return e.printJSON(map[string]any{"partitions": written, "image": path, "bytes": st.Size()})
+		return e.printJSON(map[string]any{"partitions": written, "image": path, "bytes": st.Size(),
+			"downloads": stats.Downloads, "download_bytes": stats.DownloadBytes,
+			"download_seconds": stats.DownloadTime.Seconds(), "flash_seconds": stats.FlashTime.Seconds()})
 	}
 	fmt.Fprintf(e.stdout, "flashed %s to %s\n", path, strings.Join(written, ", "))
+	e.logf("%d bytes in %d download(s): %.3fs in download commands (%.1f MB/s), %.3fs in flash commands",
+		stats.DownloadBytes, stats.Downloads, stats.DownloadTime.Seconds(), stats.DownloadRate()/1e6, stats.FlashTime.Seconds())
 	return nil
 }
 

@@ -61,8 +61,27 @@ type Device struct {
 	received   int64 // download bytes received in total
 	staged     int64 // bytes in the download buffer, -1 when empty
 	transcript []string
+	stats      Stats
 
 	writes atomic.Int64
+}
+
+// Stats sum up the phone's side of the transfers, the same for every client: the data phase of a
+// download runs from the DATA reply to the last byte received (the rate= fault caps it), a flash from
+// the command to its reply.
+type Stats struct {
+	Downloads     int           `json:"downloads"`
+	DownloadBytes int64         `json:"download_bytes"`
+	DataTime      time.Duration `json:"data_ns"`
+	Flashes       int           `json:"flashes"`
+	FlashTime     time.Duration `json:"flash_ns"`
+}
+
+// Stats returns the transfer statistics since the emulator started.
+func (d *Device) Stats() Stats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.stats
 }
 
 type partInfo struct {

@@ -252,10 +252,15 @@ func (c *conn) download(arg string) error {
 			}
 		}
 	}
+	dt := time.Since(start)
 	d.mu.Lock()
 	d.staged = size
 	d.transcript = append(d.transcript, fmt.Sprintf("   [%d bytes]", size))
+	d.stats.Downloads++
+	d.stats.DownloadBytes += size
+	d.stats.DataTime += dt
 	d.mu.Unlock()
+	d.logf("download: %d bytes in %.3fs (%.1f MB/s)", size, dt.Seconds(), float64(size)/max(dt.Seconds(), 1e-9)/1e6)
 	return c.okay("")
 }
 
@@ -318,6 +323,7 @@ func (c *conn) flash(name string) error {
 	d := c.d
 	d.bufMu.Lock()
 	defer d.bufMu.Unlock()
+	start := time.Now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !d.st.Unlocked {
@@ -352,10 +358,15 @@ func (c *conn) flash(name string) error {
 		if img.Size() > pi.size {
 			return c.failLocked("size too large")
 		}
+		// An empty partition file (never written, or erased) reads as zeros once extended: zero fills
+		// need not be written, as a phone's eMMC need not rewrite blocks it already knows are zero
+		// (discard). A file with data gets every fill written.
+		zeroed := false
 		if st, err := dst.Stat(); err == nil && st.Size() < img.Size() {
+			zeroed = st.Size() == 0
 			dst.Truncate(img.Size())
 		}
-		if err := img.Expand(c.ctx, w, false, nil); err != nil {
+		if err := img.Expand(c.ctx, w, zeroed, nil); err != nil {
 			d.mutatedLocked()
 			return c.failLocked("flash write failure")
 		}
@@ -372,6 +383,10 @@ func (c *conn) flash(name string) error {
 		d.superFlashedLocked()
 	}
 	d.mutatedLocked()
+	dt := time.Since(start)
+	d.stats.Flashes++
+	d.stats.FlashTime += dt
+	d.logf("flash %s: %d staged bytes written in %.3fs", part, d.staged, dt.Seconds())
 	return c.okayLocked("")
 }
 

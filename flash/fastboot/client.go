@@ -75,6 +75,36 @@ type Client struct {
 
 	dlMu     sync.Mutex // orders deadline changes against cancellation
 	canceled bool
+
+	stats Stats // under mu
+}
+
+// Stats sum up where a client's time went, so that throughput can be told apart from the device's
+// write time: a fastboot exchange is serial, the device writes while the host waits.
+type Stats struct {
+	// Downloads and DownloadBytes count completed download commands and their data.
+	Downloads     int   `json:"downloads"`
+	DownloadBytes int64 `json:"download_bytes"`
+	// DownloadTime runs from sending download:%08x to the OKAY after the data.
+	DownloadTime time.Duration `json:"download_ns"`
+	// Flashes and FlashTime count flash commands, from sending flash:P to its OKAY (the device writing).
+	Flashes   int           `json:"flashes"`
+	FlashTime time.Duration `json:"flash_ns"`
+}
+
+// DownloadRate is DownloadBytes per second of DownloadTime (0 before any download).
+func (s Stats) DownloadRate() float64 {
+	if s.DownloadTime <= 0 {
+		return 0
+	}
+	return float64(s.DownloadBytes) / s.DownloadTime.Seconds()
+}
+
+// Stats returns the transfer statistics since the client was made.
+func (c *Client) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stats
 }
 
 // NewClient returns a client over t. The client owns t: Close closes it.
@@ -297,6 +327,7 @@ func (c *Client) Download(ctx context.Context, r io.Reader, size int64, task pro
 	cmd := fmt.Sprintf("download:%08x", size)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	start := time.Now()
 	done, err := c.begin(ctx)
 	if err != nil {
 		return err
@@ -350,6 +381,9 @@ func (c *Client) Download(ctx context.Context, r io.Reader, size int64, task pro
 		c.broken = &ProtocolError{Command: cmd, Msg: fmt.Sprintf("unexpected %s reply after the data", rep.Status)}
 		return c.broken
 	}
+	c.stats.Downloads++
+	c.stats.DownloadBytes += size
+	c.stats.DownloadTime += time.Since(start)
 	return nil
 }
 
@@ -408,7 +442,15 @@ func (c *Client) Upload(ctx context.Context, w io.Writer) (int64, error) {
 
 // Flash writes the downloaded buffer to a partition (flash:P).
 func (c *Client) Flash(ctx context.Context, partition string) error {
-	return c.okay(ctx, "flash:"+partition, c.slow)
+	start := time.Now()
+	err := c.okay(ctx, "flash:"+partition, c.slow)
+	if err == nil {
+		c.mu.Lock()
+		c.stats.Flashes++
+		c.stats.FlashTime += time.Since(start)
+		c.mu.Unlock()
+	}
+	return err
 }
 
 // Erase erases a partition (erase:P).
