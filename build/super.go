@@ -1,7 +1,11 @@
 package build
 
 import (
+	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -80,7 +84,13 @@ func packSuper(ctx context.Context, opt Options, imgs []bundle.Image, dir string
 	if err != nil {
 		return nil, nil, err
 	}
-	err = sparse.Write(ctx, f, img, sparse.WriteOptions{HolesDontCare: true, Progress: rep})
+	// Hash while writing: the super holds every logical partition, reading it back would cost as much again.
+	h := sha256.New()
+	bw := bufio.NewWriterSize(io.MultiWriter(f, h), 1<<20)
+	err = sparse.Write(ctx, bw, img, sparse.WriteOptions{HolesDontCare: true, Progress: rep})
+	if err == nil {
+		err = bw.Flush()
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -112,10 +122,7 @@ func packSuper(ctx context.Context, opt Options, imgs []bundle.Image, dir string
 	if err != nil {
 		return nil, nil, err
 	}
-	sum, err := fileSHA256(path)
-	if err != nil {
-		return nil, nil, err
-	}
+	sum := hex.EncodeToString(h.Sum(nil))
 	superImg := bundle.Image{Partition: "super", File: "images/super.img", Format: "sparse-super", Size: st.Size(), SHA256: sum, Modified: anyModified(logical)}
 	out = append(out[:at], append([]bundle.Image{superImg}, out[at:]...)...)
 	return out, rec, nil

@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"path"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -208,6 +209,11 @@ func Scan(ctx context.Context, parts map[string]tree.Tree, rules *Rules, opt Opt
 	if firstErr != nil {
 		return nil, firstErr
 	}
+	res.sort()
+	return res, nil
+}
+
+func (res *Result) sort() {
 	sort.Slice(res.Findings, func(i, j int) bool {
 		a, b := res.Findings[i], res.Findings[j]
 		if a.Partition != b.Partition {
@@ -222,7 +228,41 @@ func Scan(ctx context.Context, parts map[string]tree.Tree, rules *Rules, opt Opt
 		return a.Match < b.Match
 	})
 	sort.Strings(res.Unreadable)
-	return res, nil
+}
+
+// Partitions returns the part of r about the named partitions (findings and unreadable archives).
+func (r *Result) Partitions(names ...string) *Result {
+	out := &Result{Findings: []Finding{}}
+	for _, f := range r.Findings {
+		if slices.Contains(names, f.Partition) {
+			out.Findings = append(out.Findings, f)
+		}
+	}
+	for _, u := range r.Unreadable {
+		for _, n := range names {
+			if strings.HasPrefix(u, n+"/") {
+				out.Unreadable = append(out.Unreadable, u)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// Merge joins results of scans of different partitions, in the order Scan reports.
+func Merge(rs ...*Result) *Result {
+	out := &Result{Findings: []Finding{}}
+	for _, r := range rs {
+		if r == nil {
+			continue
+		}
+		out.Findings = append(out.Findings, r.Findings...)
+		out.Unreadable = append(out.Unreadable, r.Unreadable...)
+		out.Files += r.Files
+		out.Bytes += r.Bytes
+	}
+	out.sort()
+	return out
 }
 
 type scanner struct {
@@ -347,7 +387,7 @@ func (s *scanner) stream(base Finding, r io.Reader) ([]Finding, int64, error) {
 // archive scans a zip (APK, JAR, APEX, OTA zip): the manifest's package, then every entry.
 func (s *scanner) archive(base Finding, ra io.ReaderAt, size int64, depth int) ([]Finding, string) {
 	zr, err := zip.NewReader(ra, size)
-	where := base.Path
+	where := base.Partition + "/" + base.Path
 	if base.Inner != "" {
 		where += "!" + base.Inner
 	}

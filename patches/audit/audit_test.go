@@ -166,3 +166,20 @@ func TestInflaterReuse(t *testing.T) {
 		t.Errorf("got %d findings, want %d: %v", len(got), len(want), got)
 	}
 }
+
+func TestMergeAndPartitions(t *testing.T) {
+	r := &Result{Findings: []Finding{{Partition: "vendor", Path: "b", Kind: "host", Match: "x"}, {Partition: "system", Path: "a", Kind: "package", Match: "y"}},
+		Unreadable: []string{"system/app/A.apk: bad zip", "vendor/app/B.apk: bad zip"}, Files: 10, Bytes: 100}
+	v := r.Partitions("vendor")
+	if len(v.Findings) != 1 || v.Findings[0].Partition != "vendor" || len(v.Unreadable) != 1 || v.Unreadable[0] != "vendor/app/B.apk: bad zip" {
+		t.Fatalf("Partitions(vendor) = %+v", v)
+	}
+	s := &Result{Findings: []Finding{{Partition: "system", Path: "c", Kind: "host", Match: "z"}}, Files: 3, Bytes: 7}
+	m := Merge(s, v, nil)
+	if len(m.Findings) != 2 || m.Findings[0].Partition != "system" || m.Findings[1].Partition != "vendor" || m.Files != 3 || m.Bytes != 7 {
+		t.Fatalf("Merge = %+v", m)
+	}
+	if Merge().Findings == nil {
+		t.Fatal("an empty merge must still have a (JSON []) findings list")
+	}
+}
