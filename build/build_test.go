@@ -402,3 +402,27 @@ func TestVerityResign(t *testing.T) {
 		t.Fatalf("vbmeta:\n%s", info)
 	}
 }
+
+// TestSuperTooSmall: logical partitions that do not fit the catalog's super are refused as invalid
+// input, leaving no bundle behind.
+func TestSuperTooSmall(t *testing.T) {
+	rom := filepath.Join(t.TempDir(), "alioth-ota.zip")
+	f, _ := os.Create(rom)
+	if err := sample.ABROM(context.Background(), f, "alioth"); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	d := *device(t, "alioth")
+	sup := *d.Super
+	sup.Size = 2 << 20 // metadata and not much else
+	sup.Groups = []devices.Group{{Name: "qti_dynamic_partitions", MaxSize: 4096}}
+	d.Super = &sup
+	out := filepath.Join(t.TempDir(), "bundle")
+	_, err := Run(context.Background(), Options{Device: &d, Input: rom, Sets: hardened(t), Out: out})
+	if !errors.Is(err, failure.ErrInvalid) || errors.Is(err, failure.ErrUsage) || !strings.Contains(err.Error(), "do not fit") {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Fatal("partial bundle left")
+	}
+}

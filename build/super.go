@@ -77,7 +77,7 @@ func packSuper(ctx context.Context, opt Options, imgs []bundle.Image, dir string
 	}
 	img, meta, err := lp.Compose(spec)
 	if err != nil {
-		return nil, nil, fmt.Errorf("build: the logical partitions do not fit %s's super (%d bytes, groups %v): %w", opt.Device.Codename, sup.Size, sup.Groups, err)
+		return nil, nil, failure.Kinded(failure.ErrInvalid, fmt.Errorf("build: the logical partitions do not fit %s's super (%d bytes, groups %v): %v", opt.Device.Codename, sup.Size, sup.Groups, err))
 	}
 	path := filepath.Join(dir, "images", "super.img")
 	f, err := os.Create(path)
