@@ -30,6 +30,12 @@ func startEmulator(t *testing.T, codename string, opt emulator.Options) (*emulat
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startEmulatorFor(t, d, opt)
+}
+
+// startEmulatorFor serves a virtual phone of a given (possibly altered) catalog device.
+func startEmulatorFor(t *testing.T, d *devices.Device, opt emulator.Options) (*emulator.Device, string) {
+	t.Helper()
 	if opt.StateDir == "" {
 		opt.StateDir = t.TempDir()
 	}

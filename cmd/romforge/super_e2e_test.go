@@ -128,19 +128,8 @@ func TestSuperBundleFlash(t *testing.T) {
 	sup := *d.Super
 	sup.Size += 1 << 30
 	other.Super = &sup
-	em2, err := emulator.New(&other, emulator.Options{StateDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := fastboot.ListenTCP("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go em2.ServeListener(ctx, l)
-	defer l.Close()
-	code, _, stderr = runCLI(t, "flash", out, "--serial", "tcp:"+l.Addr().String(), "--yes")
+	em2, serial2 := startEmulatorFor(t, &other, emulator.Options{})
+	code, _, stderr = runCLI(t, "flash", out, "--serial", serial2, "--yes")
 	if code != exitRefused || !strings.Contains(stderr, "cannot go to super") || em2.Writes() != 0 {
 		t.Fatalf("super of another size: exit %d, %d bytes written\n%s", code, em2.Writes(), stderr)
 	}
