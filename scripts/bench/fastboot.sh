@@ -117,22 +117,46 @@ sparse_bytes=$(stat -c %s "$work/in.sparse.img")
 echo "image: $size expanded, $sparse_bytes bytes sparse; emulator alioth (max-download-size 0x20000000) on $serial"
 echo "emulator state in $statebase; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 # userdata: the catalog partitions of alioth are too small for big images; userdata is not slotted.
-# Each side runs $repeat times, alternating, on a fresh emulator each time; the best time counts (the
-# machine may be shared; the first run of a fresh binary pays cold caches).
 "$ROMFORGE" version >/dev/null
 best() { python3 -c "import sys; print(min(float(x) for x in sys.argv[1:]))" "$@"; }
-ours_t=() aosp_t=()
-for _ in $(seq "$repeat"); do
-  start_emulator
-  read -r t ours_rss < <(measure "$ROMFORGE" fastboot flash userdata "$work/in.sparse.img" --serial "$serial")
-  ours_t+=("$t")
+# run_one CLIENT RUN [emulate flags…]: one flash on a fresh emulator; prints a row and sets t and rss.
+# whole = sparse bytes / client wall time (process start to exit: getvars, download, the emulator's
+# write, all of it); data = download bytes / data-phase time as the emulator measured it (DATA reply to
+# last byte received), the same yardstick for both clients; flash = seconds the emulator spent in flash
+# commands (the protocol is serial: the client waits); client dl = romforge's own download-command
+# rate (download:… sent to OKAY received).
+run_one() {
+  local client=$1 i=$2 cdl=-
+  shift 2
+  start_emulator "$@"
+  if [[ $client == romforge ]]; then
+    read -r t rss < <(measure "$ROMFORGE" --json fastboot flash userdata "$work/in.sparse.img" --serial "$serial")
+    cdl=$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print("%.1f" % (j["download_bytes"]/j["download_seconds"]/1e6))' "$work/out.log")
+  else
+    read -r t rss < <(measure fastboot -s "$serial" flash userdata "$work/in.sparse.img")
+  fi
   check "$statebase/state/partitions/userdata.img"
   stop_emulator
-  start_emulator
-  read -r t aosp_rss < <(measure fastboot -s "$serial" flash userdata "$work/in.sparse.img")
-  aosp_t+=("$t")
-  check "$statebase/state/partitions/userdata.img"
-  stop_emulator
+  read -r dt db ft < <(emu_phases)
+  python3 - "$client" "$i" "$t" "$sparse_bytes" "$dt" "$db" "$ft" "$cap" "$cdl" <<'PY'
+import sys
+c, i, t, n, dt, db, ft, cap, cdl = sys.argv[1:]
+t, n, dt, db, ft = float(t), int(n), float(dt), int(db), float(ft)
+whole, data = n / t / 1e6, db / max(dt, 1e-9) / 1e6
+pc = lambda x: f"{100*x/float(cap):6.1f}%" if cap != "-" else "      -"
+print(f"  {c:<9} {i:>3} {t:7.2f}s {whole:11.1f} {pc(whole)} {data:11.1f} {pc(data)} {ft:10.2f} {cdl:>14}")
+PY
+}
+header() { printf '  %-9s %3s %8s %11s %7s %11s %7s %10s %14s\n' client run wall "whole MB/s" "% cap" "data MB/s" "% cap" "flash s" "client dl MB/s"; }
+
+# Each side runs $repeat times, alternating, on a fresh emulator each time; the best time counts for
+# the ratio (the machine may be shared; the first run of a fresh binary pays cold caches).
+echo "no cap:"
+header
+cap=- ours_t=() aosp_t=()
+for i in $(seq "$repeat"); do
+  run_one romforge "$i"; ours_t+=("$t"); ours_rss=$rss
+  run_one AOSP "$i"; aosp_t+=("$t"); aosp_rss=$rss
 done
 ours=$(best "${ours_t[@]}") aosp=$(best "${aosp_t[@]}")
 stats "uncapped, romforge" "${ours_t[@]}"
@@ -141,36 +165,12 @@ printf '%-28s %9s %9s %7s %12s %12s\n' "flash over TCP" "romforge" "AOSP" "ratio
 printf '%-28s %8.2fs %8.2fs %6.2fx %9s KiB %9s KiB\n' "userdata ($size sparse)" "$ours" "$aosp" \
   "$(python3 -c "print($ours/max($aosp,0.001))")" "$ours_rss" "$aosp_rss"
 
-# Under the cap. "% of the cap" is the whole flash: the image's sparse bytes over the client's wall
-# time, process start to exit (getvars, download, the emulator's write, all of it). The data-phase rate
-# is what the emulator measured between its DATA reply and the last byte of each download; romforge
-# also reports its own download-command rate (download:… sent to OKAY received).
-echo "with rate=$rate MB/s (whole = sparse bytes / client wall time; data = download bytes / data-phase time, measured by the emulator):"
-printf '  %-9s %3s %8s %11s %7s %11s %7s %10s %14s\n' client run wall "whole MB/s" "% cap" "data MB/s" "% cap" "flash s" "client dl MB/s"
-capped_ours=() capped_aosp=()
+echo "with rate=$rate MB/s (% of the cap = whole-flash rate / cap, as before; the data-phase rate is shown beside it):"
+header
+cap=$rate capped_ours=() capped_aosp=()
 for i in $(seq "$repeat"); do
-  for client in romforge AOSP; do
-    start_emulator --fault "rate=$rate"
-    if [[ $client == romforge ]]; then
-      read -r t _ < <(measure "$ROMFORGE" --json fastboot flash userdata "$work/in.sparse.img" --serial "$serial")
-      cdl=$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print("%.1f" % (j["download_bytes"]/j["download_seconds"]/1e6))' "$work/out.log")
-      capped_ours+=("$t")
-    else
-      read -r t _ < <(measure fastboot -s "$serial" flash userdata "$work/in.sparse.img")
-      cdl=-
-      capped_aosp+=("$t")
-    fi
-    check "$statebase/state/partitions/userdata.img"
-    stop_emulator
-    read -r dt db ft < <(emu_phases)
-    python3 - "$client" "$i" "$t" "$sparse_bytes" "$dt" "$db" "$ft" "$rate" "$cdl" <<'PY'
-import sys
-c, i, t, n, dt, db, ft, cap, cdl = sys.argv[1:]
-t, n, dt, db, ft, cap = float(t), int(n), float(dt), int(db), float(ft), float(cap)
-whole, data = n / t / 1e6, db / max(dt, 1e-9) / 1e6
-print(f"  {c:<9} {i:>3} {t:7.2f}s {whole:11.1f} {100*whole/cap:6.1f}% {data:11.1f} {100*data/cap:6.1f}% {ft:10.2f} {cdl:>14}")
-PY
-  done
+  run_one romforge "$i" --fault "rate=$rate"; capped_ours+=("$t")
+  run_one AOSP "$i" --fault "rate=$rate"; capped_aosp+=("$t")
 done
 stats "capped, romforge" "${capped_ours[@]}"
 stats "capped, AOSP    " "${capped_aosp[@]}"
