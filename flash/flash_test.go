@@ -29,6 +29,7 @@ type mockDevice struct {
 	failAt     string // a command that fails once
 	userspace  bool
 	downloaded int
+	dlBytes    int64
 }
 
 func (m *mockDevice) GetVar(_ context.Context, n string) (string, error) {
@@ -65,6 +66,7 @@ func (m *mockDevice) Download(_ context.Context, r io.Reader, size int64, t prog
 	t.Add(size)
 	m.buf = b
 	m.downloaded++
+	m.dlBytes += size
 	return m.cmd(fmt.Sprintf("download:%08x", size))
 }
 
@@ -271,9 +273,24 @@ func TestABOrderAndSplitting(t *testing.T) {
 		t.Fatalf("plan:\n%s\nwant:\n%s", got, want)
 	}
 	var rec progress.Recorder
-	err = Run(context.Background(), m, p, chk, RunOptions{Progress: &rec, Reconnect: func(context.Context) (Device, error) { return m, nil }})
+	var events []Event
+	err = Run(context.Background(), m, p, chk, RunOptions{Progress: &rec, Reconnect: func(context.Context) (Device, error) { return m, nil },
+		Events: func(e Event) { events = append(events, e) }})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Done events of flash steps account for every byte downloaded, for rates in --json output.
+	var evBytes int64
+	for _, e := range events {
+		if e.Kind == "done" && strings.HasPrefix(e.Command, "fastboot flash ") {
+			if e.DownloadBytes <= 0 || e.DownloadSeconds <= 0 {
+				t.Errorf("done event without transfer figures: %+v", e)
+			}
+			evBytes += e.DownloadBytes
+		}
+	}
+	if evBytes != m.dlBytes {
+		t.Errorf("events report %d bytes downloaded, the device received %d", evBytes, m.dlBytes)
 	}
 	if !bytes.Equal(m.parts["boot_b"], bootData) {
 		t.Fatal("split boot image does not reassemble on the device")

@@ -26,6 +26,30 @@ type Event struct {
 	Total   int       `json:"total"`
 	Command string    `json:"command"`
 	Error   string    `json:"error,omitempty"`
+	// For a finished flash step: bytes downloaded, seconds in download commands (their rate is the
+	// link's) and seconds in flash commands (the device writing; the host waits).
+	DownloadBytes   int64   `json:"download_bytes,omitempty"`
+	DownloadSeconds float64 `json:"download_seconds,omitempty"`
+	FlashSeconds    float64 `json:"flash_seconds,omitempty"`
+}
+
+// transferTimes sums where a flash step's time went.
+type transferTimes struct {
+	bytes          int64
+	download, save time.Duration
+}
+
+func (t *transferTimes) timed(size int64, dl func() error, fl func() error) error {
+	start := time.Now()
+	if err := dl(); err != nil {
+		return err
+	}
+	mid := time.Now()
+	t.bytes += size
+	t.download += mid.Sub(start)
+	err := fl()
+	t.save += time.Since(mid)
+	return err
 }
 
 // RunOptions tune Run.
@@ -159,9 +183,10 @@ func Run(ctx context.Context, d Device, p *Plan, chk *Checked, opt RunOptions) e
 		}
 		emit(Event{Kind: "start", Index: i, Command: c.String()})
 		var err error
+		var tt transferTimes
 		switch c.Op {
 		case OpFlash:
-			err = flashImage(ctx, d, c, maxDL, rep)
+			err = flashImage(ctx, d, c, maxDL, rep, &tt)
 		case OpErase:
 			err = d.Erase(ctx, c.Partition)
 		case OpSetActive:
@@ -210,7 +235,8 @@ func Run(ctx context.Context, d Device, p *Plan, chk *Checked, opt RunOptions) e
 				return failure.Kinded(failure.ErrIO, fmt.Errorf("flash: writing the journal after %q: %w", c.String(), err))
 			}
 		}
-		emit(Event{Kind: "done", Index: i, Command: c.String()})
+		emit(Event{Kind: "done", Index: i, Command: c.String(), DownloadBytes: tt.bytes,
+			DownloadSeconds: tt.download.Seconds(), FlashSeconds: tt.save.Seconds()})
 	}
 	if opt.Journal != "" {
 		os.Remove(opt.Journal)
@@ -220,7 +246,7 @@ func Run(ctx context.Context, d Device, p *Plan, chk *Checked, opt RunOptions) e
 
 // flashImage downloads and flashes one image, as one transfer when it fits max-download-size (sparse
 // files are sent as they are) and as sparse pieces otherwise, like the AOSP client.
-func flashImage(ctx context.Context, d Device, c Command, maxDL int64, rep progress.Reporter) error {
+func flashImage(ctx context.Context, d Device, c Command, maxDL int64, rep progress.Reporter, tt *transferTimes) error {
 	f, err := os.Open(c.Image)
 	if err != nil {
 		return err
@@ -232,11 +258,9 @@ func flashImage(ctx context.Context, d Device, c Command, maxDL int64, rep progr
 	}
 	if st.Size() <= maxDL {
 		task := rep.Task("flash "+c.Partition, st.Size())
-		if err := d.Download(ctx, io.NewSectionReader(f, 0, st.Size()), st.Size(), task); err != nil {
-			task.Done(err)
-			return err
-		}
-		err := d.Flash(ctx, c.Partition)
+		err := tt.timed(st.Size(),
+			func() error { return d.Download(ctx, io.NewSectionReader(f, 0, st.Size()), st.Size(), task) },
+			func() error { return d.Flash(ctx, c.Partition) })
 		task.Done(err)
 		return err
 	}
@@ -272,11 +296,10 @@ func flashImage(ctx context.Context, d Device, c Command, maxDL int64, rep progr
 			_, err := p.WriteTo(pw)
 			pw.CloseWithError(err)
 		}(&pieces[i])
-		err := d.Download(ctx, pr, pieces[i].Size(), task)
+		err := tt.timed(pieces[i].Size(),
+			func() error { return d.Download(ctx, pr, pieces[i].Size(), task) },
+			func() error { pr.Close(); return d.Flash(ctx, c.Partition) })
 		pr.Close()
-		if err == nil {
-			err = d.Flash(ctx, c.Partition)
-		}
 		if err != nil {
 			task.Done(err)
 			return fmt.Errorf("piece %d of %d: %w", i+1, len(pieces), err)
