@@ -4,9 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/romforge/romforge/progress"
 )
+
+// expandBufs recycles Expand's buffer: a device flashing a split image expands every piece.
+var expandBufs = sync.Pool{New: func() any { b := make([]byte, ioBuf); return &b }}
 
 // Expand writes the expanded image to dst, reading raw chunks from the sparse file. DONT_CARE regions
 // are never written: they keep what dst holds, which is what a device does with each sparse piece of a
@@ -16,7 +20,9 @@ import (
 func (m *Image) Expand(ctx context.Context, dst io.WriterAt, dstZeroed bool, rep progress.Reporter) (err error) {
 	task := progress.OrDiscard(rep).Task("sparse expand", m.Size())
 	defer func() { task.Done(err) }()
-	buf := make([]byte, ioBuf)
+	bp := expandBufs.Get().(*[]byte)
+	defer expandBufs.Put(bp)
+	buf := *bp
 	for i := range m.spans {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -29,7 +35,9 @@ func (m *Image) Expand(ctx context.Context, dst io.WriterAt, dstZeroed bool, rep
 			continue
 		}
 		if s.kind != ChunkRaw {
-			fillPattern(buf, s.fill, 0) // holes carry fill 0; len(buf) is a multiple of 4, so the phase holds
+			// Only as much as the span needs (a short fill must not cost a whole buffer); the length is a
+			// multiple of 4 unless the span ends the image, so the pattern's phase holds for every write.
+			fillPattern(buf[:min(int64(len(buf)), end-off)], s.fill, 0) // holes carry fill 0
 		}
 		for off < end {
 			k := min(int64(len(buf)), end-off)
