@@ -52,12 +52,13 @@ func MaxHashtreeSize(imageSize, blockSize int64, hash crypto.Hash) int64 {
 	return newTreeLayout(imageSize, blockSize, hash.Size()).treeSize
 }
 
-// chunkBlocks is how many data blocks one worker reads and hashes at a time (1 MiB for 4 KiB blocks).
-const chunkBlocks = 256
+// chunkBlocks is how many data blocks one worker reads and hashes at a time: 256 KiB for 4 KiB blocks,
+// so the buffer stays in the core's L2 cache between the read and the hashing (1 MiB was 19% slower).
+const chunkBlocks = 64
 
 // computeHashtree builds the tree for the first imageSize bytes of r (imageSize a multiple of blockSize;
 // bytes beyond dataSize read as zeros) and returns the root digest and the whole tree. Level 0 is hashed
-// in parallel by GOMAXPROCS workers reading 1 MiB chunks at their own offsets; the upper levels (1/128 of
+// in parallel by GOMAXPROCS workers reading 256 KiB chunks at their own offsets; the upper levels (1/128 of
 // the data for SHA-256) are hashed in parallel from memory.
 func computeHashtree(ctx context.Context, r io.ReaderAt, dataSize, imageSize, blockSize int64, hash crypto.Hash, salt []byte, task progress.Task) (root, tree []byte, err error) {
 	if imageSize <= 0 || imageSize%blockSize != 0 {
