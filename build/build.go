@@ -9,8 +9,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/romforge/romforge/bundle"
@@ -280,16 +282,17 @@ func Run(ctx context.Context, opt Options) (res *Result, err error) {
 
 	// 7. Bundle: image records, flash plan, scripts, recovery zip, manifest.
 	t0 = time.Now()
-	for _, p := range parts {
+	sums, err := hashImages(tmp, parts)
+	if err != nil {
+		return nil, err
+	}
+	for i, p := range parts {
 		file := filepath.Join(tmp, "images", p.name+".img")
 		st, err := os.Stat(file)
 		if err != nil {
 			return nil, err
 		}
-		sum, err := fileSHA256(file)
-		if err != nil {
-			return nil, err
-		}
+		sum := sums[i]
 		format := "raw"
 		if p.fs != nil {
 			format = kindOf(opt.FS, p.fs.Kind)
@@ -611,6 +614,25 @@ func recoveryZip(ctx context.Context, opt Options, in Input, parts []*part, dir 
 	}
 	m.RecoveryZip = name
 	return nil
+}
+
+// hashImages hashes the bundle's images on GOMAXPROCS workers (one SHA-256 stream is one core's worth,
+// and the images of a big ROM are gigabytes).
+func hashImages(dir string, parts []*part) ([]string, error) {
+	sums := make([]string, len(parts))
+	errs := make([]error, len(parts))
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for i, p := range parts {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			sums[i], errs[i] = fileSHA256(filepath.Join(dir, "images", p.name+".img"))
+		}()
+	}
+	wg.Wait()
+	return sums, errors.Join(errs...)
 }
 
 func fileSHA256(path string) (string, error) {

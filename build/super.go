@@ -2,6 +2,7 @@ package build
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -85,12 +86,13 @@ func packSuper(ctx context.Context, opt Options, imgs []bundle.Image, dir string
 		return nil, nil, err
 	}
 	// Hash while writing: the super holds every logical partition, reading it back would cost as much again.
-	h := sha256.New()
+	h := newAsyncHash()
 	bw := bufio.NewWriterSize(io.MultiWriter(f, h), 1<<20)
 	err = sparse.Write(ctx, bw, img, sparse.WriteOptions{HolesDontCare: true, Progress: rep})
 	if err == nil {
 		err = bw.Flush()
 	}
+	digest := h.Sum()
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -122,7 +124,7 @@ func packSuper(ctx context.Context, opt Options, imgs []bundle.Image, dir string
 	if err != nil {
 		return nil, nil, err
 	}
-	sum := hex.EncodeToString(h.Sum(nil))
+	sum := hex.EncodeToString(digest)
 	superImg := bundle.Image{Partition: "super", File: "images/super.img", Format: "sparse-super", Size: st.Size(), SHA256: sum, Modified: anyModified(logical)}
 	out = append(out[:at], append([]bundle.Image{superImg}, out[at:]...)...)
 	return out, rec, nil
@@ -147,4 +149,34 @@ func superMode(v string) (string, error) {
 		return "none", nil
 	}
 	return "", failure.Kinded(failure.ErrUsage, fmt.Errorf("build: --super %q must be auto or none", v))
+}
+
+// asyncHash is a SHA-256 writer that hashes on its own goroutine, so hashing a multi-GiB super runs
+// beside the scanning and writing instead of after them.
+type asyncHash struct {
+	c    chan []byte
+	done chan []byte
+}
+
+func newAsyncHash() *asyncHash {
+	a := &asyncHash{c: make(chan []byte, 4), done: make(chan []byte, 1)}
+	go func() {
+		h := sha256.New()
+		for b := range a.c {
+			h.Write(b)
+		}
+		a.done <- h.Sum(nil)
+	}()
+	return a
+}
+
+func (a *asyncHash) Write(p []byte) (int, error) {
+	a.c <- bytes.Clone(p)
+	return len(p), nil
+}
+
+// Sum ends the stream and returns the digest.
+func (a *asyncHash) Sum() []byte {
+	close(a.c)
+	return <-a.done
 }
