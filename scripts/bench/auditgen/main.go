@@ -21,7 +21,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -31,6 +30,7 @@ import (
 	"github.com/romforge/romforge/android/apk"
 	"github.com/romforge/romforge/patches"
 	"github.com/romforge/romforge/patches/audit"
+	"github.com/romforge/romforge/scripts/bench/internal/benchgen"
 )
 
 func main() {
@@ -44,7 +44,7 @@ func main() {
 	if *out == "" {
 		fail(fmt.Errorf("-o is required"))
 	}
-	size, err := parseSize(*sizeArg)
+	size, err := benchgen.ParseSize(*sizeArg)
 	if err != nil {
 		fail(err)
 	}
@@ -80,23 +80,6 @@ func main() {
 func fail(err error) {
 	fmt.Fprintln(os.Stderr, "auditgen:", err)
 	os.Exit(2)
-}
-
-func parseSize(s string) (int64, error) {
-	mult := int64(1)
-	switch {
-	case strings.HasSuffix(s, "K"):
-		mult, s = 1<<10, strings.TrimSuffix(s, "K")
-	case strings.HasSuffix(s, "M"):
-		mult, s = 1<<20, strings.TrimSuffix(s, "M")
-	case strings.HasSuffix(s, "G"):
-		mult, s = 1<<30, strings.TrimSuffix(s, "G")
-	}
-	n, err := strconv.ParseFloat(s, 64)
-	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("bad -size %q: want e.g. 512M or 2G", s)
-	}
-	return int64(n * float64(mult)), nil
 }
 
 // plant is one Xiaomi endpoint placed in the tree, where and how it is wrapped.
@@ -319,7 +302,7 @@ func (g *gen) write(name string, fill func(w io.Writer) error) error {
 	if err != nil {
 		return err
 	}
-	cw := &countWriter{w: f}
+	cw := &benchgen.Counter{W: f}
 	bw := bufio.NewWriterSize(cw, 1<<20)
 	if err := fill(bw); err != nil {
 		f.Close()
@@ -330,19 +313,8 @@ func (g *gen) write(name string, fill func(w io.Writer) error) error {
 		return err
 	}
 	g.files++
-	g.written += cw.n
+	g.written += cw.N
 	return f.Close()
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 var partitions = []string{"system", "system_ext", "product", "vendor"}
@@ -398,7 +370,7 @@ func (g *gen) jars(budget int64) error {
 func (g *gen) zipFile(name, pkg string, size int64, planted, resources, storeDex bool) (int64, error) {
 	var n int64
 	err := g.write(name, func(w io.Writer) error {
-		cw := &countWriter{w: w}
+		cw := &benchgen.Counter{W: w}
 		zw := zip.NewWriter(cw)
 		mod := time.Date(2009, 1, 1, 0, 0, 0, 0, time.UTC)
 		if pkg != "" {
@@ -445,13 +417,13 @@ func (g *gen) zipFile(name, pkg string, size int64, planted, resources, storeDex
 		if resources {
 			dexBudget = size * 3 / 5
 		}
-		for i := 1; cw.n < dexBudget; i++ {
+		for i := 1; cw.N < dexBudget; i++ {
 			e := g.dexPool[g.rng.IntN(len(g.dexPool))]
-			if int64(len(e.data)) > dexBudget-cw.n+(256<<10) {
+			if int64(len(e.data)) > dexBudget-cw.N+(256<<10) {
 				// Pick the smallest pool blob that fits, else stop.
 				best := -1
 				for j, c := range g.dexPool {
-					if int64(len(c.data)) <= dexBudget-cw.n+(256<<10) && (best < 0 || len(c.data) > len(g.dexPool[best].data)) {
+					if int64(len(c.data)) <= dexBudget-cw.N+(256<<10) && (best < 0 || len(c.data) > len(g.dexPool[best].data)) {
 						best = j
 					}
 				}
@@ -486,7 +458,7 @@ func (g *gen) zipFile(name, pkg string, size int64, planted, resources, storeDex
 				}
 			}
 			png := make([]byte, 0, 64<<10)
-			for i := 0; cw.n+int64(len(png)) < size; i++ {
+			for i := 0; cw.N+int64(len(png)) < size; i++ {
 				png = append(png[:0], "\x89PNG\r\n\x1a\n"...)
 				png = png[:cap(png)][:8+g.rng.IntN(60<<10)]
 				fillRandom(g.rng, png[8:])
@@ -498,7 +470,7 @@ func (g *gen) zipFile(name, pkg string, size int64, planted, resources, storeDex
 		if err := zw.Close(); err != nil {
 			return err
 		}
-		n = cw.n
+		n = cw.N
 		g.zips++
 		return nil
 	})

@@ -23,7 +23,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -31,6 +30,7 @@ import (
 
 	"github.com/romforge/romforge/compress/xzfilter"
 	"github.com/romforge/romforge/image/payload"
+	"github.com/romforge/romforge/scripts/bench/internal/benchgen"
 )
 
 func main() {
@@ -46,7 +46,7 @@ func main() {
 		}
 		return
 	}
-	n, err := parseSize(*size)
+	n, err := benchgen.ParseSize(*size)
 	if err != nil || *out == "" {
 		fmt.Fprintln(os.Stderr, "usage: genpayload -size 2G -out DIR | genpayload -decode DIR")
 		os.Exit(2)
@@ -55,17 +55,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "genpayload:", err)
 		os.Exit(1)
 	}
-}
-
-func parseSize(s string) (int64, error) {
-	s = strings.ToUpper(strings.TrimSuffix(strings.ToUpper(s), "B"))
-	mult := int64(1)
-	if i := strings.IndexByte("KMG", s[len(s)-1]); i >= 0 {
-		mult = 1 << (10 * (i + 1))
-		s = s[:len(s)-1]
-	}
-	v, err := strconv.ParseInt(s, 10, 64)
-	return v * mult, err
 }
 
 const opSize = 2 << 20

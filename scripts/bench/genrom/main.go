@@ -32,6 +32,7 @@ import (
 	"github.com/romforge/romforge/image/avb"
 	"github.com/romforge/romforge/image/payload"
 	"github.com/romforge/romforge/patches/miuitest"
+	"github.com/romforge/romforge/scripts/bench/internal/benchgen"
 )
 
 func main() {
@@ -40,7 +41,7 @@ func main() {
 	device := flag.String("device", "alioth", "device written into the OTA metadata")
 	work := flag.String("work", "", "scratch directory (default: beside -out)")
 	flag.Parse()
-	n, err := parseSize(*size)
+	n, err := benchgen.ParseSize(*size)
 	if err != nil || *out == "" {
 		fmt.Fprintln(os.Stderr, "usage: genrom -size 5G -out rom.zip [-device alioth]")
 		os.Exit(2)
@@ -55,20 +56,6 @@ func main() {
 	}
 	st, _ := os.Stat(*out)
 	fmt.Printf("genrom: %s, %d bytes, in %.0fs\n", *out, st.Size(), time.Since(start).Seconds())
-}
-
-func parseSize(s string) (int64, error) {
-	mult := int64(1)
-	switch {
-	case strings.HasSuffix(s, "K"):
-		mult, s = 1<<10, strings.TrimSuffix(s, "K")
-	case strings.HasSuffix(s, "M"):
-		mult, s = 1<<20, strings.TrimSuffix(s, "M")
-	case strings.HasSuffix(s, "G"):
-		mult, s = 1<<30, strings.TrimSuffix(s, "G")
-	}
-	v, err := strconv.ParseInt(s, 10, 64)
-	return v * mult, err
 }
 
 // shares of the content per partition, as in a HyperOS-era ROM (system and product dominate).
@@ -266,33 +253,22 @@ func generate(ctx context.Context, total int64, out, device, work string) error 
 	if err != nil {
 		return err
 	}
-	cw := &countWriter{w: pw}
+	cw := &benchgen.Counter{W: pw}
 	t0 := time.Now()
 	err = payload.Write(ctx, cw, wps, payload.WriteOptions{OpSize: 2 << 20, MaxTimestamp: sample.Epoch.Unix(), TempDir: work, Compress: xzC, Choose: choose,
 		Dynamic: &payload.DynamicPartitionMetadata{Groups: []payload.DynamicPartitionGroup{{Name: "qti_dynamic_partitions", Size: 9122611200, Partitions: names}}, SnapshotEnabled: true}})
 	if err != nil {
 		return err
 	}
-	fmt.Printf("genrom: payload.bin %d MiB (%.0fs)\n", cw.n>>20, time.Since(t0).Seconds())
+	fmt.Printf("genrom: payload.bin %d MiB (%.0fs)\n", cw.N>>20, time.Since(t0).Seconds())
 	w, err := add("payload_properties.txt", zip.Deflate)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "FILE_SIZE=%d\n", cw.n)
+	fmt.Fprintf(w, "FILE_SIZE=%d\n", cw.N)
 	if w, err = add("META-INF/com/android/metadata", zip.Store); err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "ota-type=AB\npost-build=POCO/%s/%s:14/UKQ1/1700000000:user/release-keys\npost-timestamp=1700000000\npre-device=%s\n", device, device, device)
 	return zw.Close()
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
