@@ -147,16 +147,24 @@ func TestWrittenImagesWithTools(t *testing.T) {
 					t.Errorf("dump.erofs --path=/bin/netd lacks %q:\n%s", want, out)
 				}
 			}
-			mnt := filepath.Join(t.TempDir(), "mnt")
-			os.Mkdir(mnt, 0o755)
-			if out, err := validators.RunErr("mount", "-t", "erofs", "-o", "loop,ro", img, mnt); err != nil {
-				t.Skipf("kernel mount unavailable: %v %s", err, out)
-			}
-			defer validators.RunErr("umount", mnt)
+			mnt := mountImage(t, img)
 			compareTrees(t, tr, hostTree(t, mnt), cmpOpts{})
 			if got := getfattr(t, mnt); got != wantAttrs {
 				t.Errorf("getfattr on the mount differs from the source tree:\n%s\nwant\n%s", got, wantAttrs)
 			}
 		})
 	}
+}
+
+// mountImage loop-mounts an EROFS image read-only with the kernel until the test ends (skipping the test
+// when the kernel cannot).
+func mountImage(t *testing.T, img string) string {
+	t.Helper()
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	os.Mkdir(mnt, 0o755)
+	if out, err := validators.RunErr("mount", "-t", "erofs", "-o", "loop,ro", img, mnt); err != nil {
+		t.Skipf("kernel mount unavailable: %v %s", err, out)
+	}
+	t.Cleanup(func() { validators.RunErr("umount", mnt) })
+	return mnt
 }
