@@ -152,21 +152,49 @@ func Run(ctx context.Context, opt Options) (res *Result, err error) {
 
 	// 2. Unpack.
 	var parts []*part
+	addPart := func(p *part) error {
+		if img, err := fsimage.Open(p.work); err == nil {
+			p.fs = img
+		} else if !errors.Is(err, fsimage.ErrNotFilesystem) {
+			return fmt.Errorf("build: %s: %w", p.name, err)
+		}
+		parts = append(parts, p)
+		return nil
+	}
+	defer func() {
+		for _, p := range parts {
+			if p.fs != nil {
+				p.fs.Close()
+			}
+		}
+	}()
 	for _, name := range in.Partitions() {
 		p := &part{name: name, work: filepath.Join(work, name+".img")}
 		if err := in.Extract(ctx, name, p.work); err != nil {
 			return nil, fmt.Errorf("build: unpacking %s: %w", name, err)
 		}
+		if name == "super" && opt.Device.Dynamic {
+			// A whole super (Xiaomi fastboot ROMs ship one): its logical partitions are patched and
+			// packed again like a payload's.
+			logical, err := unpackSuper(ctx, opt.Device, p.work, work)
+			if err != nil {
+				return nil, fmt.Errorf("build: unpacking super: %w", err)
+			}
+			os.Remove(p.work)
+			for _, lp := range logical {
+				if err := addPart(lp); err != nil {
+					return nil, err
+				}
+			}
+			logf("super: %d logical partitions", len(logical))
+			continue
+		}
 		if cp, ok := opt.Device.Partition(strings.TrimSuffix(strings.TrimSuffix(name, "_a"), "_b")); ok {
 			p.logical = cp.Logical
 		}
-		if img, err := fsimage.Open(p.work); err == nil {
-			p.fs = img
-			defer img.Close()
-		} else if !errors.Is(err, fsimage.ErrNotFilesystem) {
-			return nil, fmt.Errorf("build: %s: %w", name, err)
+		if err := addPart(p); err != nil {
+			return nil, err
 		}
-		parts = append(parts, p)
 	}
 	stage("unpack", t0)
 

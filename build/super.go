@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/romforge/romforge/bundle"
+	"github.com/romforge/romforge/devices"
 	"github.com/romforge/romforge/image"
 	"github.com/romforge/romforge/image/lp"
 	"github.com/romforge/romforge/image/sparse"
@@ -179,4 +181,75 @@ func (a *asyncHash) Write(p []byte) (int, error) {
 func (a *asyncHash) Sum() []byte {
 	close(a.c)
 	return <-a.done
+}
+
+// unpackSuper extracts the logical partitions of a super image into work, named without their slot
+// suffix on A/B devices (the _a set; the _b set of a factory super is empty).
+func unpackSuper(ctx context.Context, dev *devices.Device, superPath, work string) ([]*part, error) {
+	f, err := image.OpenFile(superPath)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	s, err := lp.NewReader(f, f.Size())
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.Metadata(0)
+	if err != nil {
+		return nil, err
+	}
+	var parts []*part
+	for _, p := range m.Partitions {
+		img, err := s.Partition(0, p.Name)
+		if err != nil {
+			return nil, err
+		}
+		name := p.Name
+		if dev.AB {
+			base, isA := strings.CutSuffix(name, "_a")
+			switch {
+			case isA:
+				name = base
+			case strings.HasSuffix(name, "_b"):
+				continue // the other slot: empty in a factory super, and not what this build writes
+			case img.Size() > 0:
+				// Packing it again would put it in slot a under another name: refuse rather than drop it.
+				return nil, failure.Kinded(failure.ErrInvalid, fmt.Errorf("super holds %s without a slot suffix on an A/B device; romforge cannot repack that layout", p.Name))
+			}
+		}
+		if img.Size() == 0 {
+			continue
+		}
+		out := filepath.Join(work, name+".img")
+		o, err := os.Create(out)
+		if err != nil {
+			return nil, err
+		}
+		_, err = io.Copy(o, ctxReader{ctx, image.Reader(img)})
+		if cerr := o.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p.Name, err)
+		}
+		parts = append(parts, &part{name: name, work: out, logical: true})
+	}
+	if len(parts) == 0 {
+		return nil, failure.Kinded(failure.ErrInvalid, errors.New("the super image holds no logical partitions for slot a"))
+	}
+	return parts, nil
+}
+
+// ctxReader stops a long copy when ctx ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
