@@ -114,8 +114,16 @@ func computeHashtree(ctx context.Context, r io.ReaderAt, dataSize, imageSize, bl
 
 // hashBlocks writes H(salt || block) for each block of data into out at stride intervals.
 func hashBlocks(hash crypto.Hash, salt, data []byte, blockSize int64, out []byte, stride int) {
+	i := int64(0)
+	if n := int64(len(data)) / blockSize; n >= 2 && usePairs(hash, blockSize) {
+		p := newPairHasher(salt, int(blockSize))
+		for ; i+1 < n; i += 2 {
+			o := int(i) * stride
+			p.sum(data[i*blockSize:(i+1)*blockSize], data[(i+1)*blockSize:(i+2)*blockSize], out[o:o+32], out[o+stride:o+stride+32])
+		}
+	}
 	h := hash.New()
-	for i := int64(0); i*blockSize < int64(len(data)); i++ {
+	for ; i*blockSize < int64(len(data)); i++ {
 		h.Reset()
 		h.Write(salt)
 		h.Write(data[i*blockSize : (i+1)*blockSize])
