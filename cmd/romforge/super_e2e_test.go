@@ -160,3 +160,40 @@ func mountPatched(t *testing.T, partition string) {
 		t.Fatalf("mounted hosts:\n%s", hosts)
 	}
 }
+
+// TestSuperBundleAOnly: an A-only dynamic device (miatoll) gets a super without slot suffixes, flashed
+// from the bootloader with no set_active; the phone's system is the bundle's, patched.
+func TestSuperBundleAOnly(t *testing.T) {
+	rom := filepath.Join(t.TempDir(), "miatoll.zip")
+	f, _ := os.Create(rom)
+	if err := sample.ABROM(context.Background(), f, "miatoll"); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	out := filepath.Join(t.TempDir(), "bundle")
+	if code, stdout, stderr := runCLI(t, "build", "--device", "miatoll", "--input", rom, "-o", out); code != 0 {
+		t.Fatalf("build: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	m, err := bundle.Read(out)
+	if err != nil || m.Super == nil || m.Super.Slot != "" {
+		t.Fatalf("manifest: %v, super %+v", err, m.Super)
+	}
+	for _, s := range m.Steps {
+		if s.Op == "set_active" {
+			t.Fatal("set_active planned on an A-only device")
+		}
+	}
+	em, serial := startEmulator(t, "miatoll", emulator.Options{})
+	if code, stdout, stderr := runCLI(t, "flash", out, "--serial", serial, "--yes"); code != 0 {
+		t.Fatalf("flash: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	for _, p := range m.Super.Partitions {
+		if strings.HasSuffix(p.Partition, "_a") {
+			t.Fatalf("slot suffix on an A-only device: %s", p.Partition)
+		}
+		if got := fileSum(t, em.PartitionPath(p.Partition)); got != p.SHA256 {
+			t.Fatalf("%s on the phone differs from the manifest", p.Partition)
+		}
+	}
+	mountPatched(t, em.PartitionPath("system"))
+}
