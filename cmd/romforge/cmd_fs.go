@@ -185,8 +185,7 @@ func fsEntryOf(name string, m tree.Meta) fsEntry {
 		e.Capabilities = fmt.Sprintf("0x%x", c)
 	}
 	if m.Mode&fs.ModeDevice != 0 {
-		major := (m.Rdev & 0xfff00) >> 8
-		minor := (m.Rdev & 0xff) | ((m.Rdev >> 12) & 0xfff00)
+		major, minor := tree.SplitDev(m.Rdev)
 		e.Rdev = fmt.Sprintf("%d,%d", major, minor)
 	}
 	return e

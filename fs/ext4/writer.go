@@ -768,8 +768,7 @@ func (wr *writer) buildExtentTree(l *layout, n *winode) {
 		copy(root, m.Target)
 		return
 	case m.Mode&fs.ModeDevice != 0:
-		major := uint32((m.Rdev & 0xfff00) >> 8)
-		minor := uint32((m.Rdev & 0xff) | ((m.Rdev >> 12) & 0xfff00))
+		major, minor := tree.SplitDev(m.Rdev)
 		if major < 256 && minor < 256 {
 			le.PutUint32(root[0:], major<<8|minor)
 		} else {

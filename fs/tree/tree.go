@@ -175,6 +175,11 @@ func Mkdev(major, minor uint32) uint64 {
 	return uint64(minor&0xff) | uint64(major&0xfff)<<8 | uint64(minor&^0xff)<<12
 }
 
+// SplitDev decodes a device number made by Mkdev (Linux's new_decode_dev).
+func SplitDev(dev uint64) (major, minor uint32) {
+	return uint32((dev & 0xfff00) >> 8), uint32((dev & 0xff) | ((dev >> 12) & 0xfff00))
+}
+
 // Tree is a file tree with Android metadata. Names are io/fs names ("." is the root, no leading slash).
 type Tree interface {
 	fs.FS

@@ -198,3 +198,11 @@ func TestDirMatchesRealTree(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestSplitDevInvertsMkdev(t *testing.T) {
+	for _, c := range [][2]uint32{{1, 3}, {8, 300}, {259, 70000}, {4095, 1<<20 - 1}} {
+		if ma, mi := SplitDev(Mkdev(c[0], c[1])); ma != c[0] || mi != c[1] {
+			t.Errorf("SplitDev(Mkdev(%d, %d)) = %d, %d", c[0], c[1], ma, mi)
+		}
+	}
+}
