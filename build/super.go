@@ -19,6 +19,7 @@ import (
 	"github.com/romforge/romforge/image/lp"
 	"github.com/romforge/romforge/image/sparse"
 	"github.com/romforge/romforge/internal/failure"
+	"github.com/romforge/romforge/internal/safeio"
 	"github.com/romforge/romforge/progress"
 )
 
@@ -226,7 +227,7 @@ func unpackSuper(ctx context.Context, dev *devices.Device, superPath, work strin
 		if err != nil {
 			return nil, err
 		}
-		_, err = io.Copy(o, ctxReader{ctx, image.Reader(img)})
+		_, err = io.Copy(o, safeio.ContextReader(ctx, image.Reader(img)))
 		if cerr := o.Close(); err == nil {
 			err = cerr
 		}
@@ -239,17 +240,4 @@ func unpackSuper(ctx context.Context, dev *devices.Device, superPath, work strin
 		return nil, failure.Kinded(failure.ErrInvalid, errors.New("the super image holds no logical partitions for slot a"))
 	}
 	return parts, nil
-}
-
-// ctxReader stops a long copy when ctx ends.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

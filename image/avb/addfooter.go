@@ -11,6 +11,7 @@ import (
 	"io"
 
 	"github.com/romforge/romforge/image"
+	"github.com/romforge/romforge/internal/safeio"
 	"github.com/romforge/romforge/progress"
 )
 
@@ -182,7 +183,7 @@ func AddHashFooter(ctx context.Context, f File, size int64, opt FooterOptions) (
 	task := progress.OrDiscard(opt.Progress).Task("avb hash "+opt.PartitionName, orig)
 	h := hash.New()
 	h.Write(salt)
-	if _, err := io.CopyBuffer(h, &ctxReader{ctx: ctx, r: io.NewSectionReader(f, 0, orig), task: task}, make([]byte, 1<<20)); err != nil {
+	if _, err := io.CopyBuffer(h, progress.Reader(safeio.ContextReader(ctx, io.NewSectionReader(f, 0, orig)), task), make([]byte, 1<<20)); err != nil {
 		task.Done(err)
 		return nil, fmt.Errorf("avb: hashing %s: %w", opt.PartitionName, err)
 	}
@@ -334,20 +335,4 @@ func AddHashtreeFooter(ctx context.Context, f File, size int64, opt FooterOption
 	}
 	res.Hashtree, res.PartitionSize = d, end
 	return res, nil
-}
-
-// ctxReader stops a copy when ctx is done and reports progress.
-type ctxReader struct {
-	ctx  context.Context
-	r    io.Reader
-	task progress.Task
-}
-
-func (c *ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	n, err := c.r.Read(p)
-	c.task.Add(int64(n))
-	return n, err
 }

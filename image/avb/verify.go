@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 
 	"github.com/romforge/romforge/image"
+	"github.com/romforge/romforge/internal/safeio"
 	"github.com/romforge/romforge/progress"
 )
 
@@ -198,7 +199,7 @@ func verifyHash(ctx context.Context, r *Report, d *HashDescriptor, pi image.Imag
 	task := progress.OrDiscard(opt.Progress).Task("verify "+d.PartitionName, int64(d.ImageSize))
 	h := hash.New()
 	h.Write(d.Salt)
-	_, err := io.CopyBuffer(h, &ctxReader{ctx: ctx, r: io.NewSectionReader(pi, 0, int64(d.ImageSize)), task: task}, make([]byte, 1<<20))
+	_, err := io.CopyBuffer(h, progress.Reader(safeio.ContextReader(ctx, io.NewSectionReader(pi, 0, int64(d.ImageSize))), task), make([]byte, 1<<20))
 	task.Done(err)
 	if err != nil {
 		return fmt.Errorf("avb: reading %s: %w", d.PartitionName, err)

@@ -3,6 +3,7 @@
 package safeio
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -100,4 +101,20 @@ func CheckRange(off, n, size int64) error {
 		return fmt.Errorf("range [%d, +%d) outside 0..%d", off, n, size)
 	}
 	return nil
+}
+
+// ContextReader reads from r until ctx is done, then fails with ctx's error: long copies (whole
+// partitions) stop at the next read when the user cancels.
+func ContextReader(ctx context.Context, r io.Reader) io.Reader { return &ctxReader{ctx, r} }
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }

@@ -2,8 +2,10 @@ package safeio
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 )
 
@@ -42,5 +44,18 @@ func TestSliceCapAndRange(t *testing.T) {
 	}
 	if CheckRange(10, 5, 15) != nil || CheckRange(10, 6, 15) == nil || CheckRange(1<<62, 1<<62, 1<<63-1) == nil {
 		t.Fatal("CheckRange wrong")
+	}
+}
+
+func TestContextReaderStops(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := ContextReader(ctx, strings.NewReader("abcdef"))
+	b := make([]byte, 3)
+	if n, err := r.Read(b); n != 3 || err != nil {
+		t.Fatalf("read %d, %v", n, err)
+	}
+	cancel()
+	if _, err := r.Read(b); !errors.Is(err, context.Canceled) {
+		t.Fatalf("after cancel: %v", err)
 	}
 }
