@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/romforge/romforge/devices"
-	"github.com/romforge/romforge/flash"
+	"github.com/romforge/romforge/flash/plan"
 	"github.com/romforge/romforge/image"
 	"github.com/romforge/romforge/image/blockota"
 )
@@ -21,11 +21,11 @@ import (
 func manifest() *Manifest {
 	return &Manifest{Format: 1, Device: "lavender", Products: []string{"lavender"}, Romforge: "test", AntiVersion: 4,
 		AntiRollback: devices.AntiRollback{Enforced: true, Var: "anti"},
-		Steps: []flash.Step{
-			{Op: flash.OpFlash, Partition: "boot", Image: "images/boot.img"},
-			{Op: flash.OpFlash, Partition: "system", Image: "images/system.img"},
-			{Op: flash.OpLock},
-			{Op: flash.OpReboot},
+		Steps: []plan.Step{
+			{Op: plan.OpFlash, Partition: "boot", Image: "images/boot.img"},
+			{Op: plan.OpFlash, Partition: "system", Image: "images/system.img"},
+			{Op: plan.OpLock},
+			{Op: plan.OpReboot},
 		}}
 }
 

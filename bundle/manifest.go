@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/romforge/romforge/devices"
-	"github.com/romforge/romforge/flash"
+	"github.com/romforge/romforge/flash/plan"
 	"github.com/romforge/romforge/internal/failure"
 )
 
@@ -35,7 +35,7 @@ type Manifest struct {
 	AntiVersion  int                  `json:"anti_version"`
 	AntiRollback devices.AntiRollback `json:"anti_rollback"`
 	// Steps is the ordered flash plan `romforge flash` runs (image paths relative to the bundle).
-	Steps []flash.Step `json:"flash_plan"`
+	Steps []plan.Step `json:"flash_plan"`
 	// RecoveryZip names the recovery-flashable zip, when one was made.
 	RecoveryZip string   `json:"recovery_zip,omitempty"`
 	Verity      string   `json:"verity"` // disable, resign, keep
@@ -105,8 +105,8 @@ func Read(dir string) (*Manifest, error) {
 }
 
 // Plan turns a bundle into a flash plan with absolute image paths, refusing paths that leave the bundle.
-func Plan(dir string, m *Manifest, d *devices.Device) (*flash.Plan, error) {
-	p := &flash.Plan{Device: d, Codename: m.Device, Products: m.Products, AntiVersion: m.AntiVersion, Modified: true}
+func Plan(dir string, m *Manifest, d *devices.Device) (*plan.Plan, error) {
+	p := &plan.Plan{Device: d, Codename: m.Device, Products: m.Products, AntiVersion: m.AntiVersion, Modified: true}
 	if !strings.EqualFold(d.Codename, m.Device) {
 		return nil, failure.Kinded(failure.ErrRefused, fmt.Errorf("bundle: built for %s, not %s", m.Device, d.Codename))
 	}

@@ -5,7 +5,7 @@ import (
 	"path"
 	"strings"
 
-	"github.com/romforge/romforge/flash"
+	"github.com/romforge/romforge/flash/plan"
 )
 
 // FlashScripts renders the plan as flash.sh and flash.bat: plain AOSP fastboot commands for people
@@ -53,7 +53,7 @@ fi
 `, ar.Var, ar.Var, m.AntiVersion, m.AntiVersion)
 		fmt.Fprintf(&b, "set ANTI=\r\nfor /f \"tokens=2\" %%%%a in ('%%FASTBOOT%% %%* getvar %s 2^>^&1 ^| findstr /r /c:\"^%s:\"') do set ANTI=%%%%a\r\nif \"%%ANTI%%\"==\"\" (\r\n  echo The device did not report its anti-rollback version. Nothing was written.\r\n  exit /b 3\r\n)\r\nif %%ANTI%% GTR %d (\r\n  echo Anti-rollback: the device is newer than this ROM. Nothing was written.\r\n  exit /b 3\r\n)\r\n", ar.Var, ar.Var, m.AntiVersion)
 	}
-	var logical, tail []flash.Step
+	var logical, tail []plan.Step
 	emit := func(line string) {
 		fmt.Fprintf(&s, "$FASTBOOT $* %s\n", line)
 		fmt.Fprintf(&b, "%%FASTBOOT%% %%* %s || exit /b 1\r\n", strings.ReplaceAll(line, "/", "\\"))
@@ -66,15 +66,15 @@ fi
 	}
 	for _, st := range m.Steps {
 		switch {
-		case st.Op == flash.OpFlash && st.Logical:
+		case st.Op == plan.OpFlash && st.Logical:
 			logical = append(logical, st)
-		case st.Op == flash.OpFlash && st.Partition == "super":
+		case st.Op == plan.OpFlash && st.Partition == "super":
 			emit(fmt.Sprintf("flash super %s", path.Clean(st.Image)))
-		case st.Op == flash.OpFlash:
+		case st.Op == plan.OpFlash:
 			emit(fmt.Sprintf("%sflash %s %s", slotFlag, st.Partition, path.Clean(st.Image)))
-		case st.Op == flash.OpErase:
+		case st.Op == plan.OpErase:
 			emit("erase " + st.Partition)
-		case st.Op == flash.OpLock:
+		case st.Op == plan.OpLock:
 			// never written: relocking with modified images bricks the phone
 		default:
 			tail = append(tail, st)
@@ -88,13 +88,13 @@ fi
 	}
 	for _, st := range tail {
 		switch st.Op {
-		case flash.OpSetActive:
+		case plan.OpSetActive:
 			emit("set_active " + st.Slot)
-		case flash.OpReboot:
+		case plan.OpReboot:
 			emit("reboot")
-		case flash.OpRebootBootloader:
+		case plan.OpRebootBootloader:
 			emit("reboot-bootloader")
-		case flash.OpRebootFastboot:
+		case plan.OpRebootFastboot:
 			emit("reboot fastboot")
 		}
 	}

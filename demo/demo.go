@@ -11,13 +11,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/romforge/romforge/build"
 	"github.com/romforge/romforge/bundle"
 	"github.com/romforge/romforge/demo/sample"
 	"github.com/romforge/romforge/devices"
+	"github.com/romforge/romforge/fetch"
 	"github.com/romforge/romforge/flash"
 	"github.com/romforge/romforge/flash/emulator"
 	"github.com/romforge/romforge/flash/fastboot"
+	"github.com/romforge/romforge/flash/plan"
 	"github.com/romforge/romforge/fs/fsimage"
 	"github.com/romforge/romforge/fs/tree"
 	"github.com/romforge/romforge/image"
@@ -25,8 +26,8 @@ import (
 	"github.com/romforge/romforge/patches"
 	"github.com/romforge/romforge/patches/audit"
 	"github.com/romforge/romforge/patches/miuitest"
+	"github.com/romforge/romforge/pipeline"
 	"github.com/romforge/romforge/progress"
-	"github.com/romforge/romforge/release"
 )
 
 // Options configure a demo run.
@@ -133,15 +134,15 @@ func runScenario(ctx context.Context, opt Options, dir string, sc scenario) (*Sc
 
 	// 2. Fetch it through the real go-github client, verified by its checksum sidecar.
 	src := devices.Source{Name: "demo", Kind: "github", Repo: sc.repo, Asset: `^lineage-.*\.zip$`, Checksum: "sidecar", Family: "lineageos"}
-	gh, err := release.NewGitHub(src, release.GitHubOptions{API: srv.URL})
+	gh, err := fetch.NewGitHub(src, fetch.GitHubOptions{API: srv.URL})
 	if err != nil {
 		return nil, err
 	}
-	builds, err := gh.List(ctx, release.ListOptions{})
+	builds, err := gh.List(ctx, fetch.ListOptions{})
 	if err != nil || len(builds) == 0 {
 		return nil, fmt.Errorf("listing releases: %v", err)
 	}
-	path, err := release.Download(ctx, builds[0], release.DownloadOptions{Dir: filepath.Join(base, "downloads"), Progress: opt.Progress})
+	path, err := fetch.Download(ctx, builds[0], fetch.DownloadOptions{Dir: filepath.Join(base, "downloads"), Progress: opt.Progress})
 	if err != nil {
 		return nil, err
 	}
@@ -154,7 +155,7 @@ func runScenario(ctx context.Context, opt Options, dir string, sc scenario) (*Sc
 		return nil, err
 	}
 	res.Bundle = filepath.Join(base, "bundle")
-	br, err := build.Run(ctx, build.Options{Device: dev, Input: path, SourceURL: builds[0].URL, Sets: []*patches.Set{set}, Out: res.Bundle, Version: opt.Version, Progress: opt.Progress})
+	br, err := pipeline.Run(ctx, pipeline.Options{Device: dev, Input: path, SourceURL: builds[0].URL, Sets: []*patches.Set{set}, Out: res.Bundle, Version: opt.Version, Progress: opt.Progress})
 	if err != nil {
 		return nil, err
 	}
@@ -202,11 +203,11 @@ func runScenario(ctx context.Context, opt Options, dir string, sc scenario) (*Sc
 	if err != nil {
 		return nil, err
 	}
-	plan, err := bundle.Plan(res.Bundle, m, dev)
+	fp, err := bundle.Plan(res.Bundle, m, dev)
 	if err != nil {
 		return nil, err
 	}
-	chk, err := flash.Preflight(ctx, fd, plan, flash.PreflightOptions{})
+	chk, err := flash.Preflight(ctx, fd, fp, flash.PreflightOptions{})
 	if err != nil {
 		return nil, err
 	}
@@ -214,14 +215,14 @@ func runScenario(ctx context.Context, opt Options, dir string, sc scenario) (*Sc
 	systemPart := "system"
 	for _, c := range chk.Commands {
 		say(w, "     %s", c)
-		if c.Op == flash.OpFlash {
+		if c.Op == plan.OpFlash {
 			res.Flashed = append(res.Flashed, c.Partition)
 			if strings.TrimSuffix(strings.TrimSuffix(c.Partition, "_a"), "_b") == "system" {
 				systemPart = c.Partition
 			}
 		}
 	}
-	if err := flash.Run(ctx, fd, plan, chk, flash.RunOptions{Progress: opt.Progress, Reconnect: dial}); err != nil {
+	if err := flash.Run(ctx, fd, fp, chk, flash.RunOptions{Progress: opt.Progress, Reconnect: dial}); err != nil {
 		return nil, err
 	}
 	res.BytesWritten = em.Writes()

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/romforge/romforge/devices"
-	"github.com/romforge/romforge/release"
+	"github.com/romforge/romforge/fetch"
 )
 
 // The demo server is driven by the real go-github client and the real downloader.
@@ -20,15 +20,15 @@ func TestReleaseServerWithGoGitHub(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	g, err := release.NewGitHub(devices.Source{Name: "demo", Kind: "github", Repo: "demo/roms", Asset: `^lineage-.*-armani\.zip$`, Checksum: "sidecar", Family: "lineageos"}, release.GitHubOptions{API: s.URL})
+	g, err := fetch.NewGitHub(devices.Source{Name: "demo", Kind: "github", Repo: "demo/roms", Asset: `^lineage-.*-armani\.zip$`, Checksum: "sidecar", Family: "lineageos"}, fetch.GitHubOptions{API: s.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
-	builds, err := g.List(context.Background(), release.ListOptions{})
+	builds, err := g.List(context.Background(), fetch.ListOptions{})
 	if err != nil || len(builds) != 2 || builds[1].Tag != "v1" {
 		t.Fatalf("%+v %v", builds, err)
 	}
-	p, err := release.Download(context.Background(), builds[0], release.DownloadOptions{Dir: t.TempDir()})
+	p, err := fetch.Download(context.Background(), builds[0], fetch.DownloadOptions{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

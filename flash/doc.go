@@ -1,4 +1,4 @@
-// Package flash plans and performs flashing a phone over fastboot, safely: a Plan is the ordered list of
+// Package flash plans and performs flashing a phone over fastboot, safely: a plan.Plan is the ordered list of
 // steps (from a romforge bundle, a Xiaomi fastboot ROM's parsed flash script, or PARTITION=IMAGE pairs);
 // Preflight asks the device everything that can make a flash dangerous — product, lock state,
 // anti-rollback, partition sizes, slots, battery, snapshot state — and refuses with every reason before a

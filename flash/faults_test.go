@@ -20,6 +20,7 @@ import (
 	"github.com/romforge/romforge/flash"
 	"github.com/romforge/romforge/flash/emulator"
 	"github.com/romforge/romforge/flash/fastboot"
+	"github.com/romforge/romforge/flash/plan"
 	"github.com/romforge/romforge/image"
 	"github.com/romforge/romforge/image/sparse"
 	"github.com/romforge/romforge/internal/failure"
@@ -58,7 +59,7 @@ func blocks(rng *rand.Rand, n int) []byte {
 // faultKit is one device's plan with its images and what a clean flash of it looks like.
 type faultKit struct {
 	dev    *devices.Device
-	plan   *flash.Plan
+	plan   *plan.Plan
 	expect map[string][]byte // partition as flashed (with slot) → expanded image bytes
 	total  int64             // bytes a whole flash downloads
 	cuts   []string          // commands of a clean run a cut-after fault can hit
@@ -103,7 +104,7 @@ func newKit(t *testing.T, codename string, rng *rand.Rand, images []kitImage) *f
 		}
 		k.expect[part] = data
 	}
-	p, err := flash.PairsPlan(k.dev, pairs)
+	p, err := plan.PairsPlan(k.dev, pairs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -364,7 +365,7 @@ func cutFlash(t *testing.T, k *faultKit, dir string, f emulator.Fault) string {
 	resumed := all[len(first):]
 	// Commands the journal counts as done are not sent again.
 	for i, cmd := range chk.Commands[:j.Done] {
-		if cmd.Op == flash.OpFlash && hasLinePrefix(resumed, "-> flash:"+cmd.Partition) {
+		if cmd.Op == plan.OpFlash && hasLinePrefix(resumed, "-> flash:"+cmd.Partition) {
 			return fmt.Sprintf("resume flashed %s again although the journal had command %d done", cmd.Partition, i+1)
 		}
 	}

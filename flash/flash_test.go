@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/romforge/romforge/devices"
+	"github.com/romforge/romforge/flash/plan"
 	"github.com/romforge/romforge/image"
 	"github.com/romforge/romforge/image/sparse"
 	"github.com/romforge/romforge/internal/failure"
@@ -162,7 +163,7 @@ func TestRefusalsWriteNothing(t *testing.T) {
 	cases := map[string]struct {
 		mut   func(*mockDevice)
 		pairs []string
-		plan  func(*Plan)
+		plan  func(*plan.Plan)
 		want  string
 	}{
 		"wrong product":   {mut: func(m *mockDevice) { m.vars["product"] = "lavender" }, want: "wrong phone"},
@@ -173,9 +174,9 @@ func TestRefusalsWriteNothing(t *testing.T) {
 		"battery":         {mut: func(m *mockDevice) { m.vars["battery-voltage"] = "3300" }, want: "3300 mV"},
 		"battery soc":     {mut: func(m *mockDevice) { m.vars["battery-soc-ok"] = "no" }, want: "battery too low"},
 		"unknown size":    {pairs: []string{"recovery2=" + boot}, want: "does not report the size of recovery2"},
-		"hash changed":    {plan: func(p *Plan) { p.Steps[0].SHA256 = strings.Repeat("0", 64) }, want: "changed or is corrupt"},
-		"relock modified": {plan: func(p *Plan) { p.Steps = append(p.Steps, Step{Op: OpLock}) }, want: "bricks Xiaomi phones"},
-		"slot on A-only":  {plan: func(p *Plan) { p.Slot = "b" }, want: "not an A/B device"},
+		"hash changed":    {plan: func(p *plan.Plan) { p.Steps[0].SHA256 = strings.Repeat("0", 64) }, want: "changed or is corrupt"},
+		"relock modified": {plan: func(p *plan.Plan) { p.Steps = append(p.Steps, plan.Step{Op: plan.OpLock}) }, want: "bricks Xiaomi phones"},
+		"slot on A-only":  {plan: func(p *plan.Plan) { p.Slot = "b" }, want: "not an A/B device"},
 		"A/B mismatch":    {mut: func(m *mockDevice) { m.vars["slot-count"] = "2" }, want: "catalog says armani is A-only"},
 	}
 	for name, tc := range cases {
@@ -187,7 +188,7 @@ func TestRefusalsWriteNothing(t *testing.T) {
 		if pairs == nil {
 			pairs = []string{"boot=" + boot}
 		}
-		p, err := PairsPlan(device(t, "armani"), pairs)
+		p, err := plan.PairsPlan(device(t, "armani"), pairs)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -195,7 +196,7 @@ func TestRefusalsWriteNothing(t *testing.T) {
 			tc.plan(p)
 		}
 		_, err = Preflight(context.Background(), m, p, PreflightOptions{})
-		var re *RefusedError
+		var re *plan.RefusedError
 		if !errors.As(err, &re) || !errors.Is(err, failure.ErrRefused) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v, want refusal containing %q", name, err, tc.want)
 		}
@@ -220,24 +221,24 @@ func TestAntiRollback(t *testing.T) {
 		}
 		return m
 	}
-	plan := func(anti int, parts ...string) *Plan {
-		p := &Plan{Device: d, Codename: d.Codename, AntiVersion: anti}
+	mkPlan := func(anti int, parts ...string) *plan.Plan {
+		p := &plan.Plan{Device: d, Codename: d.Codename, AntiVersion: anti}
 		for _, pt := range parts {
-			p.Steps = append(p.Steps, Step{Op: OpFlash, Partition: pt, Image: img})
+			p.Steps = append(p.Steps, plan.Step{Op: plan.OpFlash, Partition: pt, Image: img})
 		}
 		return p
 	}
 	cases := []struct {
 		anti string
-		p    *Plan
+		p    *plan.Plan
 		ok   bool
 		want string
 	}{
-		{"4", plan(3, "abl"), false, "ROM is version 3, the device is at 4"},
-		{"4", plan(4, "abl"), true, ""},
-		{"", plan(5, "abl"), false, "unknown is not 0"},
-		{"4", plan(-1, "abl"), false, "states no anti-rollback version"},
-		{"", plan(-1, "boot"), true, ""},
+		{"4", mkPlan(3, "abl"), false, "ROM is version 3, the device is at 4"},
+		{"4", mkPlan(4, "abl"), true, ""},
+		{"", mkPlan(5, "abl"), false, "unknown is not 0"},
+		{"4", mkPlan(-1, "abl"), false, "states no anti-rollback version"},
+		{"", mkPlan(-1, "boot"), true, ""},
 	}
 	for i, tc := range cases {
 		_, err := Preflight(context.Background(), mk(tc.anti), tc.p, PreflightOptions{})
@@ -258,8 +259,8 @@ func TestABOrderAndSplitting(t *testing.T) {
 		"max-download-size": "0x100000", "partition-size:boot_b": "0xc000000", "anti": "1", "snapshot-update-status": "none",
 		"has-slot:boot": "yes", "has-slot:system": "yes",
 	}}
-	p := &Plan{Device: d, Codename: d.Codename, AntiVersion: -1, Steps: []Step{
-		{Op: OpFlash, Partition: "boot", Image: boot}, {Op: OpFlash, Partition: "system", Image: sys, Logical: true}, {Op: OpReboot}}}
+	p := &plan.Plan{Device: d, Codename: d.Codename, AntiVersion: -1, Steps: []plan.Step{
+		{Op: plan.OpFlash, Partition: "boot", Image: boot}, {Op: plan.OpFlash, Partition: "system", Image: sys, Logical: true}, {Op: plan.OpReboot}}}
 	chk, err := Preflight(context.Background(), m, p, PreflightOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -325,7 +326,7 @@ func TestJournalResume(t *testing.T) {
 	sys := writeFile(t, dir, "system.img", pattern(16384))
 	m := armaniMock()
 	m.failAt = "flash:system"
-	p, _ := PairsPlan(device(t, "armani"), []string{"boot=" + boot, "system=" + sys})
+	p, _ := plan.PairsPlan(device(t, "armani"), []string{"boot=" + boot, "system=" + sys})
 	chk, err := Preflight(context.Background(), m, p, PreflightOptions{})
 	if err != nil {
 		t.Fatal(err)

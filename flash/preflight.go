@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/romforge/romforge/flash/plan"
 	"github.com/romforge/romforge/image/sparse"
 )
 
@@ -45,17 +46,17 @@ type Command struct {
 // String renders the command as the equivalent AOSP fastboot command line.
 func (c Command) String() string {
 	switch c.Op {
-	case OpFlash:
+	case plan.OpFlash:
 		return fmt.Sprintf("fastboot flash %s %s", c.Partition, imageName(c.Image))
-	case OpErase:
+	case plan.OpErase:
 		return "fastboot erase " + c.Partition
-	case OpSetActive:
+	case plan.OpSetActive:
 		return "fastboot set_active " + c.Slot
-	case OpReboot:
+	case plan.OpReboot:
 		return "fastboot reboot"
-	case OpRebootBootloader:
+	case plan.OpRebootBootloader:
 		return "fastboot reboot-bootloader"
-	case OpRebootFastboot:
+	case plan.OpRebootFastboot:
 		return "fastboot reboot fastboot"
 	case "resize-logical-partition":
 		return fmt.Sprintf("fastboot resize-logical-partition %s %d", c.Partition, c.Size)
@@ -130,9 +131,9 @@ func fileSHA256(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// Preflight asks the device everything that can make the plan dangerous and refuses (RefusedError,
+// Preflight asks the device everything that can make the plan dangerous and refuses (plan.RefusedError,
 // listing every reason) before anything is written. It sends only getvar commands.
-func Preflight(ctx context.Context, d Device, p *Plan, opt PreflightOptions) (*Checked, error) {
+func Preflight(ctx context.Context, d Device, p *plan.Plan, opt PreflightOptions) (*Checked, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
@@ -213,7 +214,7 @@ func Preflight(ctx context.Context, d Device, p *Plan, opt PreflightOptions) (*C
 	// Anti-rollback.
 	touchesFirmware := false
 	for _, s := range p.Steps {
-		if s.Op == OpFlash && firmwarePartitions[baseName(s.Partition)] {
+		if s.Op == plan.OpFlash && firmwarePartitions[baseName(s.Partition)] {
 			touchesFirmware = true
 		}
 	}
@@ -270,7 +271,7 @@ func Preflight(ctx context.Context, d Device, p *Plan, opt PreflightOptions) (*C
 	infos := map[string]imgInfo{}
 	var paths []string
 	for _, s := range p.Steps {
-		if s.Op == OpFlash {
+		if s.Op == plan.OpFlash {
 			if _, seen := infos[s.Image]; !seen {
 				paths = append(paths, s.Image)
 				infos[s.Image] = imgInfo{}
@@ -287,7 +288,7 @@ func Preflight(ctx context.Context, d Device, p *Plan, opt PreflightOptions) (*C
 		infos[path] = imgInfo{size: n}
 	}
 	for _, s := range p.Steps {
-		if s.Op == OpFlash && s.SHA256 != "" {
+		if s.Op == plan.OpFlash && s.SHA256 != "" {
 			h, err := fileSHA256(s.Image)
 			if err != nil {
 				refuse("image %s: %v", s.Image, err)
@@ -302,17 +303,17 @@ func Preflight(ctx context.Context, d Device, p *Plan, opt PreflightOptions) (*C
 	if cancelSnapshot {
 		cmds = append(cmds, Command{Op: "snapshot-update"})
 	}
-	var physical, logical []Step
-	var tail []Step
+	var physical, logical []plan.Step
+	var tail []plan.Step
 	for _, s := range p.Steps {
 		switch {
-		case s.Op == OpFlash && s.Logical:
+		case s.Op == plan.OpFlash && s.Logical:
 			logical = append(logical, s)
-		case s.Op == OpFlash || s.Op == OpErase:
+		case s.Op == plan.OpFlash || s.Op == plan.OpErase:
 			physical = append(physical, s)
-		case s.Op == OpReboot || s.Op == OpRebootBootloader || s.Op == OpRebootFastboot || s.Op == OpSetActive:
+		case s.Op == plan.OpReboot || s.Op == plan.OpRebootBootloader || s.Op == plan.OpRebootFastboot || s.Op == plan.OpSetActive:
 			tail = append(tail, s) // reboots and explicit slot changes come after every write
-		case s.Op == OpLock:
+		case s.Op == plan.OpLock:
 			notes = append(notes, "the ROM's script relocks the bootloader; romforge never relocks (with anything but untouched vendor-signed images that bricks Xiaomi phones): lock it yourself if you are sure")
 		}
 	}
@@ -354,7 +355,7 @@ func Preflight(ctx context.Context, d Device, p *Plan, opt PreflightOptions) (*C
 	for _, s := range physical {
 		for _, part := range withSlot(s.Partition) {
 			c := Command{Op: s.Op, Partition: part}
-			if s.Op == OpFlash {
+			if s.Op == plan.OpFlash {
 				c.Image, c.Size = s.Image, infos[s.Image].size
 				fits(part, c.Size, false)
 				if part == "super" && f.PartitionSize[part] > 0 {
@@ -385,38 +386,38 @@ func Preflight(ctx context.Context, d Device, p *Plan, opt PreflightOptions) (*C
 		// Always planned, also when the phone is in fastbootd already (Run then skips it): the commands
 		// must not depend on the mode, or a journal written before the reboot would not match the plan
 		// a resume computes after it.
-		cmds = append(cmds, Command{Op: OpRebootFastboot})
+		cmds = append(cmds, Command{Op: plan.OpRebootFastboot})
 		for _, s := range logical {
 			for _, part := range withSlot(s.Partition) {
 				cmds = append(cmds, Command{Op: "resize-logical-partition", Partition: part, Size: infos[s.Image].size, Logical: true})
-				cmds = append(cmds, Command{Op: OpFlash, Partition: part, Image: s.Image, Size: infos[s.Image].size, Logical: true})
+				cmds = append(cmds, Command{Op: plan.OpFlash, Partition: part, Image: s.Image, Size: infos[s.Image].size, Logical: true})
 			}
 		}
 	}
 	if p.Wipe {
-		cmds = append(cmds, Command{Op: OpErase, Partition: "userdata"}, Command{Op: OpErase, Partition: "metadata"})
+		cmds = append(cmds, Command{Op: plan.OpErase, Partition: "userdata"}, Command{Op: plan.OpErase, Partition: "metadata"})
 	}
 	if ab && len(slots) > 0 {
-		cmds = append(cmds, Command{Op: OpSetActive, Slot: slots[0]})
+		cmds = append(cmds, Command{Op: plan.OpSetActive, Slot: slots[0]})
 	}
 	for _, s := range tail {
-		if s.Op == OpSetActive {
+		if s.Op == plan.OpSetActive {
 			continue // the slot written is activated above, after every write
 		}
-		if s.Op == OpReboot && p.SkipReboot {
+		if s.Op == plan.OpReboot && p.SkipReboot {
 			continue
 		}
 		cmds = append(cmds, Command{Op: s.Op})
 	}
 	if len(reasons) > 0 {
-		return nil, &RefusedError{Reasons: reasons}
+		return nil, &plan.RefusedError{Reasons: reasons}
 	}
 	return &Checked{Facts: f, Commands: cmds, Notes: notes}, nil
 }
 
-func fileFor(p *Plan, part string) string {
+func fileFor(p *plan.Plan, part string) string {
 	for _, s := range p.Steps {
-		if s.Op == OpFlash && baseName(s.Partition) == baseName(part) {
+		if s.Op == plan.OpFlash && baseName(s.Partition) == baseName(part) {
 			return s.Image
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/romforge/romforge/flash/plan"
 	"github.com/romforge/romforge/image/sparse"
 	"github.com/romforge/romforge/internal/failure"
 	"github.com/romforge/romforge/progress"
@@ -77,7 +78,7 @@ type Journal struct {
 
 // imageFingerprints stats the plan's images. A rewritten image keeps its path and usually its size,
 // which is all the plan hash sees; its modification time changes.
-func imageFingerprints(p *Plan, chk *Checked) map[string]string {
+func imageFingerprints(p *plan.Plan, chk *Checked) map[string]string {
 	sums := map[string]string{}
 	if p != nil {
 		for _, s := range p.Steps {
@@ -132,7 +133,7 @@ func saveJournal(path string, j *Journal) error {
 
 // Run executes a checked plan. It stops at the first failed command; with a journal, Resume continues
 // after the last completed command once the device's identity matches the journal.
-func Run(ctx context.Context, d Device, p *Plan, chk *Checked, opt RunOptions) error {
+func Run(ctx context.Context, d Device, p *plan.Plan, chk *Checked, opt RunOptions) error {
 	rep := progress.OrDiscard(opt.Progress)
 	emit := func(e Event) {
 		if opt.Events != nil {
@@ -185,21 +186,21 @@ func Run(ctx context.Context, d Device, p *Plan, chk *Checked, opt RunOptions) e
 		var err error
 		var tt transferTimes
 		switch c.Op {
-		case OpFlash:
+		case plan.OpFlash:
 			err = flashImage(ctx, d, c, maxDL, rep, &tt)
-		case OpErase:
+		case plan.OpErase:
 			err = d.Erase(ctx, c.Partition)
-		case OpSetActive:
+		case plan.OpSetActive:
 			err = d.SetActive(ctx, c.Slot)
 		case "resize-logical-partition":
 			err = d.ResizeLogicalPartition(ctx, c.Partition, c.Size)
 		case "snapshot-update":
 			err = d.SnapshotUpdate(ctx, "cancel")
-		case OpReboot:
+		case plan.OpReboot:
 			err = d.Reboot(ctx, "")
-		case OpRebootBootloader:
+		case plan.OpRebootBootloader:
 			err = d.Reboot(ctx, "bootloader")
-		case OpRebootFastboot:
+		case plan.OpRebootFastboot:
 			if getvar(ctx, d, "is-userspace") == "yes" {
 				// Already in fastbootd: a resumed run after the reboot, or a phone that started there.
 				break

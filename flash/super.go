@@ -3,15 +3,16 @@ package flash
 import (
 	"fmt"
 
+	"github.com/romforge/romforge/flash/plan"
 	"github.com/romforge/romforge/image/lp"
 	"github.com/romforge/romforge/image/sparse"
 )
 
 // superSlot is the slot whose logical partitions the plan's super image holds ("" when the plan has no
 // such image): the other images must go to that slot and the phone must boot it.
-func superSlot(p *Plan) string {
+func superSlot(p *plan.Plan) string {
 	for _, s := range p.Steps {
-		if s.Op == OpFlash && baseName(s.Partition) == "super" && s.Slot != "" {
+		if s.Op == plan.OpFlash && baseName(s.Partition) == "super" && s.Slot != "" {
 			return s.Slot
 		}
 	}

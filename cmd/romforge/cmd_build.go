@@ -8,8 +8,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/romforge/romforge/build"
-	"github.com/romforge/romforge/release"
+	"github.com/romforge/romforge/pipeline"
+	"github.com/romforge/romforge/fetch"
 )
 
 func init() {
@@ -54,7 +54,7 @@ func runBuild(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		builds, err := srcs[0].List(e.ctx, release.ListOptions{Tag: tag, Pre: c.Bool("pre")})
+		builds, err := srcs[0].List(e.ctx, fetch.ListOptions{Tag: tag, Pre: c.Bool("pre")})
 		if err != nil {
 			return err
 		}
@@ -63,7 +63,7 @@ func runBuild(c *cli.Context) error {
 		}
 		b := builds[0]
 		e.logf("fetching %s %s (%s)", b.Source, b.Version, b.Asset)
-		input, err = release.Download(e.ctx, b, release.DownloadOptions{Dir: filepath.Join(e.cache, "downloads"), AllowUnverified: c.Bool("allow-unverified"), Progress: e.reporter()})
+		input, err = fetch.Download(e.ctx, b, fetch.DownloadOptions{Dir: filepath.Join(e.cache, "downloads"), AllowUnverified: c.Bool("allow-unverified"), Progress: e.reporter()})
 		if err != nil {
 			return err
 		}
@@ -83,7 +83,7 @@ func runBuild(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := build.Run(e.ctx, build.Options{
+	res, err := pipeline.Run(e.ctx, pipeline.Options{
 		Device: d, Input: input, SourceURL: url, Sets: sets, FS: c.String("fs"), Verity: c.String("verity"), Super: c.String("super"),
 		Key: c.String("key"), Out: c.String("output"), Version: currentVersion().Version, Progress: e.reporter(),
 		Logf: e.logf,

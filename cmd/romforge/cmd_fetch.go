@@ -10,7 +10,7 @@ import (
 
 	"github.com/romforge/romforge/devices"
 	"github.com/romforge/romforge/internal/failure"
-	"github.com/romforge/romforge/release"
+	"github.com/romforge/romforge/fetch"
 )
 
 var sourceFlags = []cli.Flag{
@@ -45,8 +45,8 @@ func init() {
 }
 
 // sourcesFor builds the release sources of a device.
-func sourcesFor(c *cli.Context, d *devices.Device) ([]release.Source, []devices.Source, error) {
-	var out []release.Source
+func sourcesFor(c *cli.Context, d *devices.Device) ([]fetch.Source, []devices.Source, error) {
+	var out []fetch.Source
 	var specs []devices.Source
 	for _, s := range d.Sources {
 		if c.String("source") != "" && s.Name != c.String("source") {
@@ -54,13 +54,13 @@ func sourcesFor(c *cli.Context, d *devices.Device) ([]release.Source, []devices.
 		}
 		switch s.Kind {
 		case "github":
-			g, err := release.NewGitHub(s, release.GitHubOptions{Token: c.String("token"), API: c.String("github-api"), Wait: c.Bool("wait")})
+			g, err := fetch.NewGitHub(s, fetch.GitHubOptions{Token: c.String("token"), API: c.String("github-api"), Wait: c.Bool("wait")})
 			if err != nil {
 				return nil, nil, err
 			}
 			out = append(out, g)
 		case "lineage-api":
-			out = append(out, release.NewLineage(s, nil))
+			out = append(out, fetch.NewLineage(s, nil))
 		}
 		specs = append(specs, s)
 	}
@@ -98,9 +98,9 @@ func runReleases(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	var all []release.Build
+	var all []fetch.Build
 	for _, s := range srcs {
-		b, err := s.List(e.ctx, release.ListOptions{Tag: c.String("tag"), Pre: c.Bool("pre")})
+		b, err := s.List(e.ctx, fetch.ListOptions{Tag: c.String("tag"), Pre: c.Bool("pre")})
 		if err != nil {
 			return err
 		}
@@ -108,7 +108,7 @@ func runReleases(c *cli.Context) error {
 	}
 	if e.json {
 		if all == nil {
-			all = []release.Build{}
+			all = []fetch.Build{}
 		}
 		return e.printJSON(all)
 	}
@@ -122,14 +122,14 @@ func runReleases(c *cli.Context) error {
 
 func runFetch(c *cli.Context) error {
 	e := envOf(c)
-	var b release.Build
+	var b fetch.Build
 	var pinned []string
 	switch {
 	case c.String("url") != "":
 		name := filepath.Base(strings.SplitN(c.String("url"), "?", 2)[0])
-		b = release.Build{Source: "url", Asset: name, URL: c.String("url"), Checksum: release.Checksum{Kind: "none"}}
+		b = fetch.Build{Source: "url", Asset: name, URL: c.String("url"), Checksum: fetch.Checksum{Kind: "none"}}
 		if h := c.String("sha256"); h != "" {
-			b.Checksum = release.Checksum{Algo: "sha256", Value: strings.ToLower(h), Kind: "given"}
+			b.Checksum = fetch.Checksum{Algo: "sha256", Value: strings.ToLower(h), Kind: "given"}
 		}
 	default:
 		d, err := lookupDevice(c)
@@ -141,7 +141,7 @@ func runFetch(c *cli.Context) error {
 			return err
 		}
 		src, spec := srcs[0], specs[0]
-		builds, err := src.List(e.ctx, release.ListOptions{Tag: c.String("tag"), Pre: c.Bool("pre")})
+		builds, err := src.List(e.ctx, fetch.ListOptions{Tag: c.String("tag"), Pre: c.Bool("pre")})
 		if err != nil {
 			return err
 		}
@@ -157,15 +157,15 @@ func runFetch(c *cli.Context) error {
 	if dir == "" {
 		dir = filepath.Join(e.cache, "downloads")
 	}
-	path, err := release.Download(e.ctx, b, release.DownloadOptions{Dir: dir, AllowUnverified: c.Bool("allow-unverified"), Progress: e.reporter()})
+	path, err := fetch.Download(e.ctx, b, fetch.DownloadOptions{Dir: dir, AllowUnverified: c.Bool("allow-unverified"), Progress: e.reporter()})
 	if err != nil {
 		return err
 	}
 	res := map[string]any{"path": path, "asset": b.Asset, "source": b.Source, "checksum": b.Checksum}
 	if strings.HasSuffix(strings.ToLower(path), ".zip") {
-		sig, err := release.VerifyOTA(path, pinned)
+		sig, err := fetch.VerifyOTA(path, pinned)
 		switch {
-		case errors.Is(err, release.ErrNoSignature):
+		case errors.Is(err, fetch.ErrNoSignature):
 			if c.Bool("require-signature") {
 				return failure.Kinded(failure.ErrInvalid, fmt.Errorf("fetch: %s carries no whole-file signature and --require-signature was given", path))
 			}

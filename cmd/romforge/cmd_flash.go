@@ -18,6 +18,7 @@ import (
 	"github.com/romforge/romforge/bundle"
 	"github.com/romforge/romforge/devices"
 	"github.com/romforge/romforge/flash"
+	"github.com/romforge/romforge/flash/plan"
 	"github.com/romforge/romforge/internal/failure"
 )
 
@@ -30,9 +31,9 @@ var listDevices func(ctx context.Context) ([]string, error)
 
 // planLoaders turn a TARGET into a plan; the first that accepts it wins (bundles here, Xiaomi ROMs in
 // their own file).
-var planLoaders = []func(target string, d *devices.Device) (*flash.Plan, bool, error){loadBundlePlan}
+var planLoaders = []func(target string, d *devices.Device) (*plan.Plan, bool, error){loadBundlePlan}
 
-func loadBundlePlan(target string, d *devices.Device) (*flash.Plan, bool, error) {
+func loadBundlePlan(target string, d *devices.Device) (*plan.Plan, bool, error) {
 	if _, err := os.Stat(filepath.Join(target, bundle.ManifestName)); err != nil {
 		return nil, false, nil
 	}
@@ -76,7 +77,7 @@ func init() {
 	})
 }
 
-func buildPlan(c *cli.Context) (*flash.Plan, error) {
+func buildPlan(c *cli.Context) (*plan.Plan, error) {
 	var d *devices.Device
 	if name := c.String("device"); name != "" {
 		cat, err := devices.Builtin()
@@ -91,13 +92,13 @@ func buildPlan(c *cli.Context) (*flash.Plan, error) {
 	if len(args) == 0 {
 		return nil, usagef("flash: give a bundle directory, a Xiaomi fastboot ROM, or PARTITION=IMAGE pairs")
 	}
-	var p *flash.Plan
+	var p *plan.Plan
 	if strings.Contains(args[0], "=") {
 		if d == nil {
 			return nil, usagef("flash: PARTITION=IMAGE pairs need --device CODENAME")
 		}
 		var err error
-		if p, err = flash.PairsPlan(d, args); err != nil {
+		if p, err = plan.PairsPlan(d, args); err != nil {
 			return nil, err
 		}
 	} else {
@@ -157,7 +158,7 @@ func runFlash(c *cli.Context) error {
 }
 
 // flashOne runs pre-flight, confirmation and the flash on one device.
-func flashOne(c *cli.Context, e *env, p *flash.Plan, popt flash.PreflightOptions, serial string, log io.Writer, interactive bool) error {
+func flashOne(c *cli.Context, e *env, p *plan.Plan, popt flash.PreflightOptions, serial string, log io.Writer, interactive bool) error {
 	ctx := e.ctx
 	dev, closer, err := dialDevice(ctx, serial)
 	if err != nil {
@@ -264,7 +265,7 @@ func sanitize(s string) string {
 }
 
 // flashAll flashes every connected device concurrently; one failure does not stop the others.
-func flashAll(c *cli.Context, e *env, p *flash.Plan, popt flash.PreflightOptions) error {
+func flashAll(c *cli.Context, e *env, p *plan.Plan, popt flash.PreflightOptions) error {
 	if listDevices == nil {
 		return failure.Kinded(failure.ErrIO, errors.New("flash --all: device listing is not available on this platform"))
 	}

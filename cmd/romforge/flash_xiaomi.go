@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/romforge/romforge/devices"
-	"github.com/romforge/romforge/flash"
+	"github.com/romforge/romforge/flash/plan"
 	"github.com/romforge/romforge/internal/failure"
 	"github.com/romforge/romforge/rom"
 	"github.com/romforge/romforge/rom/xiaomi"
@@ -18,7 +18,7 @@ func init() { planLoaders = append(planLoaders, loadXiaomiPlan) }
 
 // loadXiaomiPlan turns a Xiaomi fastboot ROM's flash_all script (parsed, never run) into a plan; a .tgz
 // is unpacked into the cache first (refusing path escapes).
-func loadXiaomiPlan(target string, d *devices.Device) (*flash.Plan, bool, error) {
+func loadXiaomiPlan(target string, d *devices.Device) (*plan.Plan, bool, error) {
 	in, err := rom.Detect(target)
 	if err != nil || (in.Kind != rom.KindXiaomiFastbootTGZ && in.Kind != rom.KindXiaomiFastbootDir) {
 		return nil, false, nil
@@ -60,12 +60,12 @@ func loadXiaomiPlan(target string, d *devices.Device) (*flash.Plan, bool, error)
 		}
 		root = dir
 	}
-	p := &flash.Plan{Device: d, Codename: d.Codename, Products: r.Products, AntiVersion: r.AntiVersion}
+	p := &plan.Plan{Device: d, Codename: d.Codename, Products: r.Products, AntiVersion: r.AntiVersion}
 	for _, s := range r.Steps {
-		st := flash.Step{Op: s.Op, Partition: s.Partition}
+		st := plan.Step{Op: s.Op, Partition: s.Partition}
 		switch s.Op {
 		case "format":
-			st.Op = flash.OpErase // fastboot format = erase plus a fresh filesystem the OS makes on boot
+			st.Op = plan.OpErase // fastboot format = erase plus a fresh filesystem the OS makes on boot
 		case xiaomi.OpFlash:
 			st.Image = filepath.Join(root, filepath.FromSlash(s.Image))
 			st.Partition = strings.TrimSuffix(s.Partition, "_ab")

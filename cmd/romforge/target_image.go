@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/romforge/romforge/build"
+	"github.com/romforge/romforge/pipeline"
 	"github.com/romforge/romforge/fs/fsimage"
 	"github.com/romforge/romforge/fs/tree"
 	"github.com/romforge/romforge/image/lp"
@@ -99,7 +99,7 @@ func openContainerTarget(path string) (*patchTarget, error) {
 		}
 		c.Close()
 	}
-	in, err := build.Open(path, nil)
+	in, err := pipeline.Open(path, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/romforge/romforge/build"
+	"github.com/romforge/romforge/pipeline"
 	"github.com/romforge/romforge/image"
 	"github.com/romforge/romforge/image/lp"
 	"github.com/romforge/romforge/image/sparse"
@@ -23,7 +23,7 @@ func init() {
 			return !in.dir && (len(in.head) >= 4100 && binary.LittleEndian.Uint32(in.head[4096:]) == 0x616c4467 || sparseSuper(in))
 		}, unpack: unpackSuper},
 		unpacker{kind: "rom", match: func(in *unpackInput) bool {
-			r, err := build.Open(in.path, nil)
+			r, err := pipeline.Open(in.path, nil)
 			if err != nil {
 				return false
 			}
@@ -124,7 +124,7 @@ func unpackSuper(e *env, in *unpackInput, opt unpackOptions) (*unpackResult, err
 
 // unpackROM handles block OTA, file OTA and Xiaomi fastboot ROMs and folders of images.
 func unpackROM(e *env, in *unpackInput, opt unpackOptions) (*unpackResult, error) {
-	r, err := build.Open(in.path, nil)
+	r, err := pipeline.Open(in.path, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package build
+package pipeline
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 
 	"github.com/romforge/romforge/bundle"
 	"github.com/romforge/romforge/devices"
-	"github.com/romforge/romforge/flash"
+	"github.com/romforge/romforge/flash/plan"
 	"github.com/romforge/romforge/fs/fsimage"
 	"github.com/romforge/romforge/fs/tree"
 	"github.com/romforge/romforge/image"
@@ -579,7 +579,7 @@ func avbInfo(path string) (any, error) {
 
 // flashSteps orders images for flashing: raw partitions (boot, dtbo, vbmeta, …) first, then physical
 // filesystems, then logical ones, then a reboot.
-func flashSteps(imgs []bundle.Image, super *bundle.Super) []flash.Step {
+func flashSteps(imgs []bundle.Image, super *bundle.Super) []plan.Step {
 	rank := func(i bundle.Image) int {
 		switch {
 		case i.Logical:
@@ -591,18 +591,18 @@ func flashSteps(imgs []bundle.Image, super *bundle.Super) []flash.Step {
 	}
 	sorted := append([]bundle.Image(nil), imgs...)
 	sort.SliceStable(sorted, func(a, b int) bool { return rank(sorted[a]) < rank(sorted[b]) })
-	var steps []flash.Step
+	var steps []plan.Step
 	for _, i := range sorted {
-		st := flash.Step{Op: flash.OpFlash, Partition: i.Partition, Image: i.File, SHA256: i.SHA256, Logical: i.Logical}
+		st := plan.Step{Op: plan.OpFlash, Partition: i.Partition, Image: i.File, SHA256: i.SHA256, Logical: i.Logical}
 		if i.Partition == "super" && super != nil {
 			st.Slot = super.Slot // the slot whose logical partitions the image holds
 		}
 		steps = append(steps, st)
 	}
 	if super != nil && super.Slot != "" {
-		steps = append(steps, flash.Step{Op: flash.OpSetActive, Slot: super.Slot})
+		steps = append(steps, plan.Step{Op: plan.OpSetActive, Slot: super.Slot})
 	}
-	return append(steps, flash.Step{Op: flash.OpReboot})
+	return append(steps, plan.Step{Op: plan.OpReboot})
 }
 
 // recoveryZip writes the block OTA zip for A-only devices without dynamic partitions.

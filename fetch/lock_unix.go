@@ -1,6 +1,6 @@
 //go:build linux || darwin || freebsd
 
-package release
+package fetch
 
 import (
 	"errors"

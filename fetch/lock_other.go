@@ -1,6 +1,6 @@
 //go:build !(linux || darwin || freebsd)
 
-package release
+package fetch
 
 // pidAlive cannot be checked portably here; a leftover lock must be removed by hand.
 func pidAlive(int) bool { return true }

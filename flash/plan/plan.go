@@ -1,9 +1,11 @@
-package flash
+// Package plan holds the flash plan types: the ordered steps a bundle, a Xiaomi fastboot ROM or
+// PART=IMAGE pairs ask of a phone. It is a leaf so the stages that write plans (bundle, pipeline) do not
+// import the flasher that carries them out.
+package plan
 
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/romforge/romforge/devices"
@@ -53,14 +55,6 @@ type Plan struct {
 	Wipe bool `json:"wipe,omitempty"`
 	// SkipReboot drops the final reboot.
 	SkipReboot bool `json:"skip_reboot,omitempty"`
-}
-
-// firmwarePartitions are bootloader-chain partitions whose downgrade anti-rollback punishes.
-var firmwarePartitions = map[string]bool{
-	"xbl": true, "xbl_config": true, "abl": true, "aboot": true, "sbl1": true, "tz": true, "hyp": true,
-	"rpm": true, "devcfg": true, "keymaster": true, "cmnlib": true, "cmnlib64": true, "pmic": true,
-	"aop": true, "qupfw": true, "uefisecapp": true, "imagefv": true, "bluetooth": false, "lk": true,
-	"preloader": true, "tee": true, "tee1": true, "tee2": true, "sspm": true, "mcupm": true,
 }
 
 // PairsPlan builds a plan from PARTITION=IMAGE arguments for a catalog device.
@@ -134,11 +128,3 @@ func (e *RefusedError) Error() string {
 
 // Unwrap classifies the error as a safety refusal (exit 3).
 func (e *RefusedError) Unwrap() error { return failure.ErrRefused }
-
-// baseName strips a slot suffix.
-func baseName(p string) string {
-	return strings.TrimSuffix(strings.TrimSuffix(p, "_a"), "_b")
-}
-
-// imageName is what a dry run prints for an image path.
-func imageName(p string) string { return filepath.Base(p) }
