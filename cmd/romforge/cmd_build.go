@@ -8,8 +8,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/romforge/romforge/pipeline"
 	"github.com/romforge/romforge/fetch"
+	"github.com/romforge/romforge/pipeline"
 )
 
 func init() {

@@ -9,8 +9,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/romforge/romforge/devices"
-	"github.com/romforge/romforge/internal/failure"
 	"github.com/romforge/romforge/fetch"
+	"github.com/romforge/romforge/internal/failure"
 )
 
 var sourceFlags = []cli.Flag{

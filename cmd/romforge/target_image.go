@@ -8,11 +8,11 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/romforge/romforge/pipeline"
 	"github.com/romforge/romforge/fs/fsimage"
 	"github.com/romforge/romforge/fs/tree"
 	"github.com/romforge/romforge/image/lp"
 	"github.com/romforge/romforge/image/sparse"
+	"github.com/romforge/romforge/pipeline"
 )
 
 func init() { openImageTarget = openFSImageTarget }

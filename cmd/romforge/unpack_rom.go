@@ -11,10 +11,10 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/romforge/romforge/pipeline"
 	"github.com/romforge/romforge/image"
 	"github.com/romforge/romforge/image/lp"
 	"github.com/romforge/romforge/image/sparse"
+	"github.com/romforge/romforge/pipeline"
 )
 
 func init() {
