@@ -241,7 +241,7 @@ func (f *FS) readInode(ino uint32) (*inode, error) {
 		} else {
 			want &= 0xFFFF
 		}
-		if got != want && !allZero(raw) {
+		if got != want && !safeio.AllZero(raw) {
 			return nil, errf(off+124, "inode %d checksum %#08x does not match (%#08x): the image is corrupt", ino, got, want)
 		}
 	}
@@ -257,15 +257,6 @@ func (f *FS) readInode(ino uint32) (*inode, error) {
 	}
 	in.mtime = time.Unix(secs, nsec).UTC()
 	return in, nil
-}
-
-func allZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 func (in *inode) isDir() bool     { return in.mode&0o170000 == 0o040000 }
@@ -671,7 +662,7 @@ func (f *FS) parseDirBlock(in *inode, b []byte, ents []dirent) ([]dirent, error)
 			typ = ftUnknown
 		}
 		if rl < 8 || rl%4 != 0 || pos+rl > len(b) || 8+nl > rl {
-			if ino == 0 && rl == 0 && allZero(b[pos:]) {
+			if ino == 0 && rl == 0 && safeio.AllZero(b[pos:]) {
 				break // zero-filled tail of an inline directory
 			}
 			return nil, errf(-1, "directory inode %d: bad entry at byte %d (rec_len %d, name_len %d)", in.ino, pos, rl, nl)
@@ -1101,18 +1092,11 @@ func (f *FS) Info() Info {
 		BlockSize: f.bs, BlocksCount: sb.BlocksCount, FreeBlocks: sb.FreeBlocks,
 		InodesCount: sb.InodesCount, FreeInodes: sb.FreeInodes, InodeSize: sb.InodeSize,
 		BlocksPerGroup: sb.BlocksPerGroup, InodesPerGroup: sb.InodesPerGroup, Groups: len(f.groups),
-		Features: sb.features(), VolumeName: cstring(sb.VolumeName[:]), UUID: uuidString(sb.UUID),
-		HashSeed: uuidString(sb.HashSeed), LastMounted: cstring(sb.LastMounted[:]),
+		Features: sb.features(), VolumeName: safeio.CString(sb.VolumeName[:]), UUID: uuidString(sb.UUID),
+		HashSeed: uuidString(sb.HashSeed), LastMounted: safeio.CString(sb.LastMounted[:]),
 		Created: time.Unix(int64(sb.MkfsTime), 0).UTC(), WriteTime: time.Unix(int64(sb.Wtime), 0).UTC(),
 		State: state, FilesystemSize: int64(sb.BlocksCount) * f.bs,
 	}
-}
-
-func cstring(b []byte) string {
-	if i := bytes.IndexByte(b, 0); i >= 0 {
-		b = b[:i]
-	}
-	return string(b)
 }
 
 func uuidString(u [16]byte) string {

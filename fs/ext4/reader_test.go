@@ -3,12 +3,13 @@ package ext4
 import (
 	"bytes"
 	"errors"
-	"github.com/romforge/romforge/fs/tree"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/romforge/romforge/fs/tree"
 
 	"github.com/romforge/romforge/internal/failure"
 	"github.com/romforge/romforge/internal/validators"

@@ -3,6 +3,8 @@ package avb
 import (
 	"bytes"
 	"encoding/binary"
+
+	"github.com/romforge/romforge/internal/safeio"
 )
 
 // Descriptor tags (avb_descriptor.h).
@@ -223,13 +225,6 @@ func fields(body []byte, fixed uint64, at int64, what string, lens ...uint64) ([
 	return out, nil
 }
 
-func cstr(b []byte) string {
-	if i := bytes.IndexByte(b, 0); i >= 0 {
-		b = b[:i]
-	}
-	return string(b)
-}
-
 func parseDescriptor(tag uint64, body []byte, at int64) (Descriptor, error) {
 	fixed, known := fixedBody[tag]
 	if !known {
@@ -260,7 +255,7 @@ func parseDescriptor(tag uint64, body []byte, at int64) (Descriptor, error) {
 			FECNumRoots:     bep.Uint32(body[36:]),
 			FECOffset:       bep.Uint64(body[40:]),
 			FECSize:         bep.Uint64(body[48:]),
-			HashAlgorithm:   cstr(body[56:88]),
+			HashAlgorithm:   safeio.CString(body[56:88]),
 			Flags:           bep.Uint32(body[100:]),
 		}
 		f, err := fields(body, fixed, at, "hashtree", uint64(bep.Uint32(body[88:])), uint64(bep.Uint32(body[92:])), uint64(bep.Uint32(body[96:])))
@@ -272,7 +267,7 @@ func parseDescriptor(tag uint64, body []byte, at int64) (Descriptor, error) {
 	case TagHash:
 		d := &HashDescriptor{
 			ImageSize:     bep.Uint64(body[0:]),
-			HashAlgorithm: cstr(body[8:40]),
+			HashAlgorithm: safeio.CString(body[8:40]),
 			Flags:         bep.Uint32(body[52:]),
 		}
 		f, err := fields(body, fixed, at, "hash", uint64(bep.Uint32(body[40:])), uint64(bep.Uint32(body[44:])), uint64(bep.Uint32(body[48:])))

@@ -1,12 +1,13 @@
 package bootimg
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/romforge/romforge/internal/safeio"
 )
 
 // Magic strings at offset 0.
@@ -173,18 +174,10 @@ func (h *Header) FullCmdline() string { return h.Cmdline + h.ExtraCmdline }
 func le32(b []byte, off int) uint32 { return binary.LittleEndian.Uint32(b[off:]) }
 func le64(b []byte, off int) uint64 { return binary.LittleEndian.Uint64(b[off:]) }
 
-// cstr returns the bytes before the first NUL.
-func cstr(b []byte) string {
-	if i := bytes.IndexByte(b, 0); i >= 0 {
-		b = b[:i]
-	}
-	return string(b)
-}
-
 // canonicalField reports whether raw is exactly what encoding its C string would produce, i.e. valid
 // UTF-8 followed only by zero bytes. Other fields keep their raw bytes in header.json.
 func canonicalField(raw []byte) bool {
-	s := cstr(raw)
+	s := safeio.CString(raw)
 	if !utf8.ValidString(s) {
 		return false
 	}
@@ -198,7 +191,7 @@ func canonicalField(raw []byte) bool {
 
 // fieldBytes encodes s into an n-byte field, reusing the original bytes when s is what they decode to.
 func fieldBytes(key, s string, raw []byte, n int) ([]byte, error) {
-	if len(raw) == n && cstr(raw) == s {
+	if len(raw) == n && safeio.CString(raw) == s {
 		return raw, nil
 	}
 	if strings.IndexByte(s, 0) >= 0 {
@@ -221,7 +214,7 @@ func (h *Header) setRaw(key string, b []byte) {
 
 func (h *Header) str(key string, b []byte) string {
 	h.setRaw(key, b)
-	return cstr(b)
+	return safeio.CString(b)
 }
 
 // decodeHeader reads a header from buf (at least headerLen bytes for the version, which the caller

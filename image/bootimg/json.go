@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+
+	"github.com/romforge/romforge/internal/safeio"
 )
 
 // object is a JSON object that keeps its keys in the order given (spec order reads better than
@@ -259,8 +261,8 @@ func (h *Header) UnmarshalJSON(data []byte) error {
 			continue
 		}
 		h.setRaw(k, b)
-		if sameInJSON(*s, cstr(b)) {
-			*s = cstr(b)
+		if sameInJSON(*s, safeio.CString(b)) {
+			*s = safeio.CString(b)
 		}
 	}
 	for i, e := range j.VendorRamdiskTable {
@@ -271,8 +273,8 @@ func (h *Header) UnmarshalJSON(data []byte) error {
 				return fmt.Errorf("bootimg: header.json vendor ramdisk %d raw_ramdisk_name: %v", i, err)
 			}
 			vr.rawName = b
-			if sameInJSON(vr.Name, cstr(b)) {
-				vr.Name = cstr(b)
+			if sameInJSON(vr.Name, safeio.CString(b)) {
+				vr.Name = safeio.CString(b)
 			}
 		}
 		if e.EntryExtra != "" {

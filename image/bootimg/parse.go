@@ -154,7 +154,7 @@ func (im *Image) readPadding(secs []Section, end int64) error {
 		if err != nil {
 			return &FormatError{Offset: a.off, Msg: "reading padding after " + a.name, Err: err}
 		}
-		if !allZero(b) {
+		if !safeio.AllZero(b) {
 			if im.padding == nil {
 				im.padding = map[string][]byte{}
 			}
@@ -162,15 +162,6 @@ func (im *Image) readPadding(secs []Section, end int64) error {
 		}
 	}
 	return nil
-}
-
-func allZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 func (im *Image) sectionByName(name string) *Section {
@@ -215,7 +206,7 @@ func (im *Image) readRamdiskTable() error {
 			Size:    le32(e, 0),
 			Offset:  le32(e, 4),
 			Type:    le32(e, 8),
-			Name:    cstr(e[12:44]),
+			Name:    safeio.CString(e[12:44]),
 			rawName: append([]byte(nil), e[12:44]...),
 		}
 		for j := range vr.BoardID {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/romforge/romforge/image"
 	"github.com/romforge/romforge/internal/failure"
+	"github.com/romforge/romforge/internal/safeio"
 )
 
 // HeaderFile is the name of the header description Unpack writes and Repack reads.
@@ -178,7 +179,7 @@ func copyWithHoles(f *os.File, r io.Reader) (int64, error) {
 	for {
 		m, err := io.ReadFull(r, buf)
 		if m > 0 {
-			if allZero(buf[:m]) {
+			if safeio.AllZero(buf[:m]) {
 				if _, serr := f.Seek(int64(m), io.SeekCurrent); serr != nil {
 					return n, serr
 				}

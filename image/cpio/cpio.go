@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/romforge/romforge/internal/failure"
+	"github.com/romforge/romforge/internal/safeio"
 )
 
 // Magic numbers and the name that ends an archive.
@@ -156,7 +157,7 @@ func Parse(b []byte) (*Archive, error) {
 		}
 		dataEnd := dataOff + int(filesize)
 		e := &Entry{
-			Name: cstr(b[off+headerLen : nameEnd]),
+			Name: safeio.CString(b[off+headerLen : nameEnd]),
 			Ino:  f[0], Mode: f[1], UID: f[2], GID: f[3], Nlink: f[4], Mtime: f[5],
 			DevMajor: f[7], DevMinor: f[8], RdevMajor: f[9], RdevMinor: f[10], Check: f[12],
 			Data:  b[dataOff:dataEnd:dataEnd],
@@ -172,7 +173,7 @@ func Parse(b []byte) (*Archive, error) {
 			// archive, if any, starts at a 4-byte boundary with the magic.
 			next = len(b)
 			p := align4(dataEnd)
-			for p+4 <= len(b) && allZero(b[p:p+4]) {
+			for p+4 <= len(b) && safeio.AllZero(b[p:p+4]) {
 				p += 4
 			}
 			if p+6 <= len(b) && string(b[p:p+5]) == "07070" {
@@ -193,13 +194,6 @@ func Parse(b []byte) (*Archive, error) {
 		a.magic = MagicNewc
 	}
 	return a, nil
-}
-
-func cstr(b []byte) string {
-	if i := bytes.IndexByte(b, 0); i >= 0 {
-		b = b[:i]
-	}
-	return string(b)
 }
 
 // Modified reports whether anything was edited since Parse.
@@ -245,19 +239,10 @@ func (a *Archive) Bytes() []byte {
 // finalPad is the zero padding after the last trailer of an edited archive.
 func (a *Archive) finalPad(n int, e *Entry) int {
 	block := 4
-	if e.pad != nil && len(e.pad) > 3 && allZero(e.pad) && a.origSize%512 == 0 {
+	if e.pad != nil && len(e.pad) > 3 && safeio.AllZero(e.pad) && a.origSize%512 == 0 {
 		block = 512
 	}
 	return (block - n%block) % block
-}
-
-func allZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 func (a *Archive) writeHeader(out *bytes.Buffer, e *Entry) {

@@ -159,12 +159,4 @@ func parseGeometry(b []byte, off int64) (Geometry, error) {
 // maxSlots bounds the slot count; devices use 2 or 3, anything large is corruption.
 const maxSlots = 64
 
-// cstring decodes a fixed-size NUL-padded name.
-func cstring(b []byte) string {
-	if i := bytes.IndexByte(b, 0); i >= 0 {
-		b = b[:i]
-	}
-	return string(b)
-}
-
 func putName(b []byte, s string) { copy(b[:nameLen], s) }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+
+	"github.com/romforge/romforge/internal/safeio"
 )
 
 // Metadata is one slot's partition table.
@@ -258,7 +260,7 @@ func parseMetadata(b []byte, off int64, g Geometry) (*Metadata, error) {
 		e := entry(bd, i)
 		m.BlockDevices = append(m.BlockDevices, BlockDevice{
 			FirstLogicalSector: le.Uint64(e[0:]), Alignment: le.Uint32(e[8:]), AlignmentOffset: le.Uint32(e[12:]),
-			Size: le.Uint64(e[16:]), PartitionName: cstring(e[24:60]), Flags: le.Uint32(e[60:]),
+			Size: le.Uint64(e[16:]), PartitionName: safeio.CString(e[24:60]), Flags: le.Uint32(e[60:]),
 		})
 	}
 	if len(m.BlockDevices) == 0 {
@@ -279,7 +281,7 @@ func parseMetadata(b []byte, off int64, g Geometry) (*Metadata, error) {
 	}
 	for i := uint32(0); i < gd.num; i++ {
 		e := entry(gd, i)
-		m.Groups = append(m.Groups, Group{Name: cstring(e[:36]), Flags: le.Uint32(e[36:]), MaximumSize: le.Uint64(e[40:])})
+		m.Groups = append(m.Groups, Group{Name: safeio.CString(e[:36]), Flags: le.Uint32(e[36:]), MaximumSize: le.Uint64(e[40:])})
 	}
 	var allExt []Extent
 	for i := uint32(0); i < ed.num; i++ {
@@ -313,7 +315,7 @@ func parseMetadata(b []byte, off int64, g Geometry) (*Metadata, error) {
 	for i := uint32(0); i < pd.num; i++ {
 		e := entry(pd, i)
 		where := tabOff + int64(pd.offset) + int64(i)*partitionEntrySize
-		p := Partition{Name: cstring(e[:36]), Attributes: le.Uint32(e[36:]), GroupIndex: le.Uint32(e[48:])}
+		p := Partition{Name: safeio.CString(e[:36]), Attributes: le.Uint32(e[36:]), GroupIndex: le.Uint32(e[48:])}
 		first, n := le.Uint32(e[40:]), le.Uint32(e[44:])
 		what := fmt.Sprintf("partition %d (%s)", i, p.Name)
 		if p.Name == "" {

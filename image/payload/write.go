@@ -16,6 +16,7 @@ import (
 	"github.com/ulikunitz/xz"
 
 	"github.com/romforge/romforge/image"
+	"github.com/romforge/romforge/internal/safeio"
 	"github.com/romforge/romforge/progress"
 )
 
@@ -196,11 +197,11 @@ func makeChunk(part WritePartition, opt *WriteOptions, i int, start, n, bs int64
 	if opt.Choose != nil {
 		t = opt.Choose(part.Name, i, data)
 	}
-	if opt.ZeroOps && allZero(data) {
+	if opt.ZeroOps && safeio.AllZero(data) {
 		t = OpZero
 	}
 	if t == OpZero {
-		if !allZero(data) {
+		if !safeio.AllZero(data) {
 			return chunkResult{err: fmt.Errorf("payload: %s operation %d: ZERO chosen for data that is not zero", part.Name, i)}
 		}
 		op.Type = OpZero
@@ -219,21 +220,6 @@ func makeChunk(part WritePartition, opt *WriteOptions, i int, start, n, bs int64
 	}
 	op.Type = t
 	return chunkResult{op: op, data: data, blob: blob}
-}
-
-func allZero(b []byte) bool {
-	for len(b) >= 8 {
-		if binary.LittleEndian.Uint64(b) != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 var zstdEnc, _ = zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault))

@@ -59,3 +59,27 @@ func TestContextReaderStops(t *testing.T) {
 		t.Fatalf("after cancel: %v", err)
 	}
 }
+
+func TestCStringAndAllZero(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want string
+	}{{"abc\x00\x00", "abc"}, {"abcd", "abcd"}, {"\x00x", ""}, {"", ""}} {
+		if got := CString([]byte(tc.in)); got != tc.want {
+			t.Errorf("CString(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	for n := 0; n < 40; n++ {
+		b := make([]byte, n)
+		if !AllZero(b) {
+			t.Fatalf("AllZero of %d zero bytes = false", n)
+		}
+		for i := range b {
+			b[i] = 1
+			if AllZero(b) {
+				t.Fatalf("AllZero with byte %d of %d set = true", i, n)
+			}
+			b[i] = 0
+		}
+	}
+}
