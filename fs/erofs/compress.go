@@ -21,16 +21,15 @@ type zext struct {
 }
 
 type segJob struct {
-	in    *winode
-	off   int64
-	data  []byte
-	n     int64 // logical bytes when data is nil (a stored job: exts and phys copied from the source)
-	last  bool
-	err   error
-	done  chan struct{}
-	exts  []zext
-	phys  []byte
-	saves bool
+	in   *winode
+	off  int64
+	data []byte
+	n    int64 // logical bytes when data is nil (a stored job: exts and phys copied from the source)
+	last bool
+	err  error
+	done chan struct{}
+	exts []zext
+	phys []byte
 }
 
 // compressSegment cuts data into fixed-output extents: each compressed extent fills at most budget bytes
@@ -185,7 +184,6 @@ type fileState struct {
 	exts     []zext
 	raw      [][]byte
 	phys     [][]byte
-	rawBytes int64
 	streamed bool // compressed blocks already written (file too big to buffer)
 }
 

@@ -99,7 +99,6 @@ type winode struct {
 	cblocks  uint32
 	rec      int64 // meta record size
 	nid      uint64
-	dirData  []byte
 	// storeFlat: the source image stored this file uncompressed; do not try again (ReuseStored).
 	storeFlat bool
 }
@@ -419,8 +418,6 @@ func (wr *writer) placeFlat(in *winode, data []byte) error {
 	}
 	return nil
 }
-
-var errShort = errors.New("file shorter than its metadata says")
 
 func (wr *writer) finish() error {
 	// directories and symlinks: their data goes after the file data

@@ -136,11 +136,10 @@ type writer struct {
 }
 
 type xblock struct {
-	key    string
-	attrs  []xattr
-	refs   int
-	blk    uint64
-	owners []*winode
+	key   string
+	attrs []xattr
+	refs  int
+	blk   uint64
 }
 
 // Write builds an ext4 filesystem holding t into w. Blocks the filesystem leaves free are not written:

@@ -100,11 +100,9 @@ func Load(img image.Image) (*Image, error) {
 	default:
 		return nil, err
 	}
-	r := io.ReaderAt(img)
+	r := io.NewSectionReader(img, 0, img.Size())
 	if out.Footer != nil {
 		r = io.NewSectionReader(img, out.Offset, int64(out.Footer.VBMetaSize))
-	} else {
-		r = io.NewSectionReader(img, 0, img.Size())
 	}
 	v, err := ReadVBMeta(r, 0)
 	if err != nil {

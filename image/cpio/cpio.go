@@ -239,7 +239,7 @@ func (a *Archive) Bytes() []byte {
 // finalPad is the zero padding after the last trailer of an edited archive.
 func (a *Archive) finalPad(n int, e *Entry) int {
 	block := 4
-	if e.pad != nil && len(e.pad) > 3 && safeio.AllZero(e.pad) && a.origSize%512 == 0 {
+	if len(e.pad) > 3 && safeio.AllZero(e.pad) && a.origSize%512 == 0 {
 		block = 512
 	}
 	return (block - n%block) % block

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
@@ -184,13 +183,4 @@ func openSuper(t *testing.T, path string) *Super {
 		t.Fatalf("%s: %v", path, err)
 	}
 	return s
-}
-
-func abs(t *testing.T, p string) string {
-	t.Helper()
-	a, err := filepath.Abs(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
 }

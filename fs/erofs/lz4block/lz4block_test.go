@@ -4,8 +4,9 @@ import (
 	"bytes"
 	"math/rand"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/pierrec/lz4/v4"
@@ -100,7 +101,7 @@ func FuzzDecompress(f *testing.F) {
 
 func goSource(b *testing.B) []byte {
 	var buf bytes.Buffer
-	files, _ := filepath.Glob(filepath.Join(runtime.GOROOT(), "src", "net", "http", "*.go"))
+	files, _ := filepath.Glob(filepath.Join(goroot(b), "src", "net", "http", "*.go"))
 	for _, f := range files {
 		d, _ := os.ReadFile(f)
 		buf.Write(d)
@@ -129,4 +130,13 @@ func benchLevel(b *testing.B, level int) {
 		}
 	}
 	b.ReportMetric(float64(blocks*4096)/float64(len(src)*b.N), "ratio")
+}
+
+// goroot asks the go command, as runtime.GOROOT is deprecated.
+func goroot(b *testing.B) string {
+	out, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		b.Skipf("go env GOROOT: %v", err)
+	}
+	return strings.TrimSpace(string(out))
 }
