@@ -154,11 +154,13 @@ func (b *blockOTA) Extract(ctx context.Context, name, path string) error {
 	if tlf == nil {
 		return fmt.Errorf("build: no partition %s in the OTA", name)
 	}
-	tlb, err := zipRead(tlf, 64<<20)
+	// Streamed: Parse bounds each line itself, so a huge list costs little memory.
+	tlr, err := tlf.Open()
 	if err != nil {
-		return err
+		return failure.Kinded(failure.ErrInvalid, fmt.Errorf("build: %s: %w", tlf.Name, err))
 	}
-	tl, err := blockota.Parse(strings.NewReader(string(tlb)))
+	tl, err := blockota.Parse(tlr)
+	tlr.Close()
 	if err != nil {
 		return fmt.Errorf("build: %s.transfer.list: %w", name, err)
 	}
@@ -188,7 +190,9 @@ func (b *blockOTA) Extract(ctx context.Context, name, path string) error {
 	if err != nil {
 		return err
 	}
-	err = blockota.Apply(ctx, tl, nd, out, nil)
+	// The compressed entries are the evidence that bounds the image size the list declares.
+	err = blockota.ApplyWith(ctx, tl, nd, out, blockota.ApplyOptions{Name: name,
+		Evidence: int64(min(tlf.CompressedSize64+dat.CompressedSize64, 1<<62))})
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}

@@ -27,6 +27,7 @@ func init() {
 			&cli.StringFlag{Name: "super", Value: "auto", Usage: "dynamic devices: auto (one super.img, flashed from the bootloader, slot a) or none (logical images flashed through fastbootd to the inactive slot)"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Required: true, Usage: "bundle folder to create"},
 			&cli.BoolFlag{Name: "allow-unverified", Usage: "with --release: accept a build without a published checksum"},
+			maxImageSizeFlag,
 		),
 		Action: runBuild,
 	})
@@ -83,7 +84,11 @@ func runBuild(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := pipeline.Run(e.ctx, pipeline.Options{
+	ctx, err := sizeLimitContext(e.ctx, c, d)
+	if err != nil {
+		return err
+	}
+	res, err := pipeline.Run(ctx, pipeline.Options{
 		Device: d, Input: input, SourceURL: url, Sets: sets, FS: c.String("fs"), Verity: c.String("verity"), Super: c.String("super"),
 		Key: c.String("key"), Out: c.String("output"), Version: currentVersion().Version, Progress: e.reporter(),
 		Logf: e.logf,

@@ -32,6 +32,7 @@ func init() {
 			&cli.StringFlag{Name: "partitions", Usage: "comma-separated partitions to extract (default: all)"},
 			&cli.StringFlag{Name: "old", Usage: "directory of the old images <partition>.img, for delta OTAs"},
 			&cli.IntFlag{Name: "workers", Usage: "operations decoded in parallel (default: number of CPUs)"},
+			maxImageSizeFlag,
 		},
 		Action: runUnpack,
 	})
@@ -104,6 +105,11 @@ func runUnpack(c *cli.Context) error {
 	if opt.workers < 0 || opt.workers > 1024 {
 		return usagef("--workers must be between 1 and 1024")
 	}
+	ctx, err := sizeLimitContext(e.ctx, c, nil)
+	if err != nil {
+		return err
+	}
+	e.ctx = ctx
 	for _, p := range strings.Split(c.String("partitions"), ",") {
 		if p = strings.TrimSpace(p); p != "" {
 			opt.partitions = append(opt.partitions, p)

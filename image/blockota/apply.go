@@ -14,6 +14,7 @@ import (
 	"github.com/andybalholm/brotli"
 	"github.com/ulikunitz/xz"
 
+	"github.com/romforge/romforge/image"
 	"github.com/romforge/romforge/internal/failure"
 	"github.com/romforge/romforge/progress"
 )
@@ -69,8 +70,52 @@ func (b bitset) clearRuns(a, e int64, fn func(s, e int64)) {
 // is truncated to the image size at the end. newData must hold exactly the blocks the list needs:
 // a short stream, or bytes beyond them (a decompression bomb or the wrong file), is an error, and
 // nothing past the first surplus byte is decompressed.
+//
+// The image size the list declares is bounded as image.SizeLimit describes, with the new data's size as
+// the evidence; ApplyWith takes a better evidence (the compressed input) and a partition name.
 func Apply(ctx context.Context, tl *TransferList, newData io.Reader, dst io.WriterAt, rep progress.Reporter) (err error) {
+	return ApplyWith(ctx, tl, newData, dst, ApplyOptions{Progress: rep})
+}
+
+// ApplyOptions tunes ApplyWith.
+type ApplyOptions struct {
+	Progress progress.Reporter
+	// Name is the partition, for the catalog size in Limit and for messages.
+	Name string
+	// Evidence is how many input bytes describe the image (transfer list plus compressed new data);
+	// 0 means unknown, and the uncompressed new data the list needs stands in.
+	Evidence int64
+	// Limit bounds the image size; the zero value takes it from the context (image.WithSizeLimit).
+	Limit image.SizeLimit
+}
+
+// CheckSize refuses an image size beyond the limit (see ApplyOptions) before anything is allocated.
+func (tl *TransferList) CheckSize(ctx context.Context, opt ApplyOptions) error {
+	l := opt.Limit
+	if l.Max == 0 && l.Partitions == nil {
+		l = image.SizeLimitFrom(ctx)
+	}
+	ev := opt.Evidence
+	if ev <= 0 {
+		ev = tl.NewDataSize()
+	}
+	name := opt.Name
+	if name == "" {
+		name = "image"
+	}
+	if err := l.Check(name, tl.ImageBlocks()*BlockSize, ev); err != nil {
+		return &Error{Msg: "the transfer list names blocks up to " + fmt.Sprint(tl.ImageBlocks()), Err: err}
+	}
+	return nil
+}
+
+// ApplyWith is Apply with options.
+func ApplyWith(ctx context.Context, tl *TransferList, newData io.Reader, dst io.WriterAt, opt ApplyOptions) (err error) {
+	rep := opt.Progress
 	if err := tl.CheckFull(); err != nil {
+		return err
+	}
+	if err := tl.CheckSize(ctx, opt); err != nil {
 		return err
 	}
 	nblocks := tl.ImageBlocks()

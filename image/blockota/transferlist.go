@@ -20,8 +20,11 @@ const (
 	// maxRangeBlocks bounds the sum of all commands' block counts, so that a small hostile list cannot
 	// make Apply sweep the same huge range millions of times. Real lists stay near twice the image.
 	maxRangeBlocks = 16 * MaxBlocks
-	// maxLine bounds one line of the list (real range sets stay well below a few MiB).
-	maxLine = 64 << 20
+	// maxLine bounds one line of the list: a range set of 2^18 ranges, far more than any real image's
+	// fragmentation, so a hostile line costs a few MiB of memory, not hundreds.
+	maxLine = 4 << 20
+	// maxCommands bounds the lines after the header (real incremental lists have tens of thousands).
+	maxCommands = 1 << 20
 )
 
 // Error reports a malformed or unsupported transfer list. It satisfies errors.Is(err, failure.ErrInvalid).
@@ -81,7 +84,7 @@ func ParseRangeSet(s string) (RangeSet, error) {
 	count, rest, _ := strings.Cut(s, ",")
 	n, err := strconv.ParseUint(count, 10, 32)
 	if err != nil || n == 0 || n%2 != 0 {
-		return nil, fmt.Errorf("range set %.40q: count %q is not a positive even number", s, count)
+		return nil, fmt.Errorf("range set %.40q: count %.40q is not a positive even number", s, count)
 	}
 	// Each number takes at least two bytes ("0,"), so a count the text cannot hold is refused first.
 	if n > uint64(len(rest)+1)/2+1 {
@@ -101,7 +104,7 @@ func ParseRangeSet(s string) (RangeSet, error) {
 		x, err1 := strconv.ParseInt(a, 10, 64)
 		y, err2 := strconv.ParseInt(b, 10, 64)
 		if err1 != nil || err2 != nil {
-			return nil, fmt.Errorf("range set %.40q: bad number in %q,%q", s, a, b)
+			return nil, fmt.Errorf("range set %.40q: bad number in %.40q,%.40q", s, a, b)
 		}
 		if x < 0 || y <= x || y > MaxBlocks {
 			return nil, fmt.Errorf("range set %.40q: range [%d,%d) is empty or beyond block %d", s, x, y, MaxBlocks)
@@ -141,7 +144,7 @@ func Parse(r io.Reader) (*TransferList, error) {
 			chunk, err := br.ReadSlice('\n')
 			sb.Write(chunk)
 			if sb.Len() > maxLine {
-				return "", false, &Error{Line: line + 1, Msg: fmt.Sprintf("line longer than %d bytes", maxLine)}
+				return "", false, &Error{Line: line + 1, Msg: fmt.Sprintf("line longer than %d bytes (starts %.40q)", maxLine, sb.String())}
 			}
 			if errors.Is(err, bufio.ErrBufferFull) {
 				continue
@@ -197,6 +200,9 @@ func Parse(r io.Reader) (*TransferList, error) {
 		}
 		if strings.TrimSpace(s) == "" {
 			continue
+		}
+		if len(tl.Commands) >= maxCommands {
+			return nil, &Error{Line: line, Msg: fmt.Sprintf("more than %d commands", maxCommands)}
 		}
 		op, args, _ := strings.Cut(s, " ")
 		c := Command{Line: line, Op: op}

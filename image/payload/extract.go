@@ -69,6 +69,29 @@ type ExtractOptions struct {
 	// MaxInFlight caps the operation data held in memory at once, in bytes (default 64 MiB). Operations
 	// larger than MaxBuffered are streamed from the payload twice (hash, then decode) instead of buffered.
 	MaxInFlight int64
+	// Limit bounds the partition size the manifest declares (see image.SizeLimit; the evidence is the
+	// payload's size). The zero value takes the limit from the context (image.WithSizeLimit), else the
+	// ratio rule.
+	Limit image.SizeLimit
+}
+
+// limit resolves the size limit of opt against the one carried by ctx.
+func (o *ExtractOptions) limit(ctx context.Context) image.SizeLimit {
+	if o.Limit.Max == 0 && o.Limit.Partitions == nil {
+		return image.SizeLimitFrom(ctx)
+	}
+	return o.Limit
+}
+
+// checkSize refuses a declared partition size beyond the limit before anything is written.
+func (p *Payload) checkSize(pu *PartitionUpdate, l image.SizeLimit) error {
+	if pu.NewInfo.Size > image.HardLimit {
+		return formatErr(-1, "partition %q declares %d bytes, beyond any real partition (%d)", pu.Name, pu.NewInfo.Size, int64(image.HardLimit))
+	}
+	if err := l.Check(pu.Name, int64(pu.NewInfo.Size), p.size); err != nil {
+		return fmt.Errorf("payload: %w", err)
+	}
+	return nil
 }
 
 // MaxBuffered is the largest operation blob read into memory; larger ones are read twice.
@@ -126,14 +149,14 @@ func checkExtents(es []Extent, blocks uint64, what string) error {
 }
 
 // newPlan validates every operation of a partition before anything is written.
-func (p *Payload) newPlan(name string, opt *ExtractOptions) (*plan, error) {
+func (p *Payload) newPlan(ctx context.Context, name string, opt *ExtractOptions) (*plan, error) {
 	pu, err := p.partition(name)
 	if err != nil {
 		return nil, err
 	}
 	bs := int64(p.Manifest.BlockSize)
-	if pu.NewInfo.Size > 1<<50 {
-		return nil, formatErr(-1, "partition %q size %d is absurd", name, pu.NewInfo.Size)
+	if err := p.checkSize(pu, opt.limit(ctx)); err != nil {
+		return nil, err
 	}
 	pl := &plan{p: p, pu: pu, bs: bs, size: int64(pu.NewInfo.Size), dataSize: p.size - p.DataOffset, src: opt.Source}
 	if pl.dataSize < 0 {
@@ -204,7 +227,7 @@ func (p *Payload) newPlan(name string, opt *ExtractOptions) (*plan, error) {
 // WriteAt. Unless SkipVerify is set, dst must also be an io.ReaderAt (an *os.File is) so that the finished
 // partition can be checked against the manifest's hash.
 func (p *Payload) Extract(ctx context.Context, name string, dst io.WriterAt, opt ExtractOptions) error {
-	pl, err := p.newPlan(name, &opt)
+	pl, err := p.newPlan(ctx, name, &opt)
 	if err != nil {
 		return err
 	}
@@ -646,8 +669,12 @@ func (p *Payload) ExtractAll(ctx context.Context, dir string, names []string, op
 			names = append(names, p.Manifest.Partitions[i].Name)
 		}
 	}
-	for _, n := range names { // fail on a bad name before writing anything
-		if _, err := p.partition(n); err != nil {
+	for _, n := range names { // fail on a bad name or size before writing anything
+		pu, err := p.partition(n)
+		if err != nil {
+			return nil, err
+		}
+		if err := p.checkSize(pu, opt.limit(ctx)); err != nil {
 			return nil, err
 		}
 	}

@@ -9,9 +9,12 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/romforge/romforge/image"
 	"github.com/romforge/romforge/internal/failure"
 )
 
@@ -346,5 +349,49 @@ func TestMutatedPayloads(t *testing.T) {
 				t.Fatalf("mutation %d: extract %s: %v is not ErrInvalid", it, pt.Name, err)
 			}
 		}
+	}
+}
+
+// A few-KB payload declaring a terabyte (or 2^49 bytes) partition is refused as invalid input before a
+// byte is written, quickly and in little memory; an explicit limit lets a big declaration through the
+// size check (and only the size check).
+func TestDeclaredSizeBounded(t *testing.T) {
+	b := tinyPayload(t)
+	for _, size := range []uint64{1 << 40, 1 << 49, 1<<63 + 5, image.FloorLimit + 4096} {
+		huge := rebuild(t, b, func(m *Manifest) { m.Partitions[0].NewInfo.Size = size })
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		start := time.Now()
+		dir, err := extractTo(t, huge)
+		runtime.ReadMemStats(&after)
+		if !errors.Is(err, failure.ErrInvalid) || !strings.Contains(err.Error(), "declares") {
+			t.Fatalf("size %d: %v, want an invalid-input size refusal", size, err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("size %d: refusal took %v", size, d)
+		}
+		if n := after.TotalAlloc - before.TotalAlloc; n > 64<<20 {
+			t.Errorf("size %d: refusal allocated %d bytes", size, n)
+		}
+		if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+			t.Errorf("size %d: refusal left %d files", size, len(ents))
+		}
+	}
+	// The bound scales with the evidence: a payload of n bytes may declare up to RatioLimit·n.
+	huge := rebuild(t, b, func(m *Manifest) { m.Partitions[0].NewInfo.Size = 1 << 40 })
+	p, err := NewReader(bytes.NewReader(huge), int64(len(huge)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := &memWriterAt{b: make([]byte, 4096)}
+	for _, lim := range []image.SizeLimit{{Max: 1 << 41}, {Partitions: map[string]int64{"a": 1 << 40}}} {
+		err = p.Extract(context.Background(), "a", dst, ExtractOptions{Limit: lim, SkipVerify: true})
+		if err == nil || strings.Contains(err.Error(), "declares") {
+			t.Fatalf("limit %+v: %v, want the size check passed (and a later failure writing past 4 KiB)", lim, err)
+		}
+	}
+	err = p.Extract(image.WithSizeLimit(context.Background(), image.SizeLimit{Max: 1 << 20}), "a", dst, ExtractOptions{SkipVerify: true})
+	if !errors.Is(err, failure.ErrInvalid) || !strings.Contains(err.Error(), "--max-image-size") {
+		t.Fatalf("context limit: %v", err)
 	}
 }
