@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"sort"
 	"strconv"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/romforge/romforge/flash/plan"
 	"github.com/romforge/romforge/image/sparse"
+	"github.com/romforge/romforge/internal/safeio"
 )
 
 // Facts are the device's answers that decide whether and how to flash.
@@ -118,14 +118,14 @@ func imageSize(path string) (int64, error) {
 	return img.Size(), nil
 }
 
-func fileSHA256(path string) (string, error) {
+func fileSHA256(ctx context.Context, path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
+	if _, err := safeio.CopyContext(ctx, h, f); err != nil {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
@@ -140,7 +140,8 @@ func Preflight(ctx context.Context, d Device, p *plan.Plan, opt PreflightOptions
 	if opt.MinBatteryMV == 0 {
 		opt.MinBatteryMV = 3500
 	}
-	var reasons, notes []string
+	var reasons []string
+	notes := append([]string(nil), p.Notes...)
 	refuse := func(f string, a ...any) { reasons = append(reasons, fmt.Sprintf(f, a...)) }
 	f := Facts{PartitionSize: map[string]int64{}}
 	f.Product = getvar(ctx, d, "product")
@@ -289,7 +290,10 @@ func Preflight(ctx context.Context, d Device, p *plan.Plan, opt PreflightOptions
 	}
 	for _, s := range p.Steps {
 		if s.Op == plan.OpFlash && s.SHA256 != "" {
-			h, err := fileSHA256(s.Image)
+			h, err := fileSHA256(ctx, s.Image)
+			if ctx.Err() != nil {
+				return nil, ctx.Err() // interrupted, not a reason to refuse
+			}
 			if err != nil {
 				refuse("image %s: %v", s.Image, err)
 			} else if !strings.EqualFold(h, s.SHA256) {

@@ -55,6 +55,9 @@ type Plan struct {
 	Wipe bool `json:"wipe,omitempty"`
 	// SkipReboot drops the final reboot.
 	SkipReboot bool `json:"skip_reboot,omitempty"`
+	// Notes say what the loader changed or chose (e.g. user data kept: the script's wipe steps dropped);
+	// pre-flight passes them on with its own.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // PairsPlan builds a plan from PARTITION=IMAGE arguments for a catalog device.

@@ -22,6 +22,8 @@ const (
 	OpRebootFastboot   = "reboot-fastboot"
 	// OpLock relocks the bootloader (oem lock / flashing lock): with modified images it bricks the phone.
 	OpLock = "lock"
+	// OpWipe is fastboot's -w: format userdata, and cache and metadata where the phone has them.
+	OpWipe = "wipe"
 )
 
 // Step is one fastboot command of a flash script.
@@ -257,7 +259,14 @@ func splitSlot(part string) (string, string) {
 // fastboot interprets the words after "fastboot".
 func (s *Script) fastboot(line int, w []string) {
 	slot := ""
+	wipe := false
 	var args []string
+	// -w wipes after the command (fastboot -w update …), or alone.
+	defer func() {
+		if wipe {
+			s.Steps = append(s.Steps, Step{Op: OpWipe, Line: line})
+		}
+	}()
 	for i := 0; i < len(w); i++ {
 		a := w[i]
 		if strings.HasPrefix(a, "2>") || strings.HasPrefix(a, ">") || a == "1>" {
@@ -278,6 +287,8 @@ func (s *Script) fastboot(line int, w []string) {
 				slot = w[i+1]
 				i++
 			}
+		case a == "-w":
+			wipe = true
 		case a == "--set-active" || strings.HasPrefix(a, "--set-active="):
 			args = append(args, "set_active")
 			if v, ok := strings.CutPrefix(a, "--set-active="); ok {
@@ -297,6 +308,8 @@ func (s *Script) fastboot(line int, w []string) {
 		case a == "--slot" && i+1 < len(args):
 			slot = args[i+1]
 			i++
+		case a == "-w" && i > 0:
+			wipe = true
 		case strings.HasPrefix(a, "--") && i > 0:
 		default:
 			kept = append(kept, a)
