@@ -43,6 +43,8 @@ type Device struct {
 	Notes           string   `yaml:"notes" json:"notes,omitempty"`
 	// BlockDir is where recovery finds partitions by name (default /dev/block/bootdevice/by-name).
 	BlockDir string `yaml:"block_dir" json:"block_dir,omitempty"`
+	// Origin is where the entry came from: "builtin" or the path of a user catalog file.
+	Origin string `yaml:"-" json:"origin"`
 
 	file string // catalog file it came from, for messages
 }
@@ -71,6 +73,9 @@ type Partition struct {
 	FS      string `yaml:"fs" json:"fs"`
 	Logical bool   `yaml:"logical" json:"logical"`
 	Group   string `yaml:"group" json:"group,omitempty"`
+	// NoSlot marks a partition an A/B phone has once, without _a/_b (userdata, persist, misc,
+	// modemst1, …): has-slot answers no and it is written under its bare name.
+	NoSlot bool `yaml:"no_slot" json:"no_slot,omitempty"`
 }
 
 // AntiRollback says whether and how the bootloader enforces anti-rollback.
@@ -97,23 +102,30 @@ func (h Hex16) MarshalJSON() ([]byte, error) {
 // Source is where community builds for the device are published.
 type Source struct {
 	Name string `yaml:"name" json:"name"`
-	// Kind is "github" or "lineage-api".
+	// Kind is "github" (releases), "lineage-api" (download.lineageos.org) or "ota-json" (a per-device
+	// OTA JSON as read by the LineageOS Updater and its forks, at url or at repo/path@ref on GitHub).
 	Kind string `yaml:"kind" json:"kind"`
-	// Repo is owner/name for github sources.
+	// Repo is owner/name for github sources, and for ota-json sources read through GitHub's contents API.
 	Repo string `yaml:"repo" json:"repo,omitempty"`
+	// Path and Ref locate an ota-json file inside Repo (Ref "" is the default branch).
+	Path string `yaml:"path" json:"path,omitempty"`
+	Ref  string `yaml:"ref" json:"ref,omitempty"`
 	// Asset is a regexp the release asset's file name must match.
 	Asset string `yaml:"asset" json:"asset,omitempty"`
 	// Checksum is where the expected hash comes from: "sidecar" (an asset named ROM+suffix),
-	// "body" (lines in the release text), "api" (lineage-api's sha256 field) or "none".
+	// "body" (lines in the release text), "auto" (sidecar, else body), "api" (lineage-api's sha256
+	// field), "json" (an ota-json entry's sha256, else md5) or "none".
 	Checksum string `yaml:"checksum" json:"checksum"`
 	// ChecksumSuffix is the sidecar's suffix (".sha256", ".sha256sum", ".md5sum"); empty tries all.
 	ChecksumSuffix string `yaml:"checksum_suffix" json:"checksum_suffix,omitempty"`
-	// URL is the API base for lineage-api sources.
+	// URL is the API URL of lineage-api sources and the file URL of ota-json sources.
 	URL string `yaml:"url" json:"url,omitempty"`
 	// Family is the ROM family: lineageos, pixelexperience, crdroid, evolution, miui, hyperos, …
 	Family string `yaml:"family" json:"family"`
 	// SignerSHA256 pins the SHA-256 of certificates allowed to sign this source's OTA zips.
 	SignerSHA256 []string `yaml:"signer_sha256" json:"signer_sha256,omitempty"`
+	// Origin is where the source came from: "builtin", a user catalog file, or "command line".
+	Origin string `yaml:"-" json:"origin,omitempty"`
 }
 
 // Partition returns the named partition.
@@ -188,6 +200,14 @@ func Builtin() (*Catalog, error) {
 	builtinOnce.Do(func() {
 		sub, _ := fs.Sub(catalogFS, "catalog")
 		builtin, builtinErr = Load(sub)
+		if builtinErr == nil {
+			for _, d := range builtin.Devices {
+				d.Origin = "builtin"
+				for i := range d.Sources {
+					d.Sources[i].Origin = "builtin"
+				}
+			}
+		}
 	})
 	return builtin, builtinErr
 }
@@ -239,8 +259,9 @@ func Parse(file string, b []byte) (*Device, error) {
 }
 
 var (
-	codenameRE = regexp.MustCompile(`^[a-z0-9_]+$`)
-	fsKinds    = map[string]bool{"ext4": true, "erofs": true, "f2fs": true, "raw": true}
+	codenameRE   = regexp.MustCompile(`^[a-z0-9_]+$`)
+	sourceNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
+	fsKinds      = map[string]bool{"ext4": true, "erofs": true, "f2fs": true, "raw": true}
 )
 
 func (d *Device) validate() error {
@@ -302,6 +323,12 @@ func (d *Device) validate() error {
 		if p.Size < 0 {
 			bad("partition %s: negative size", p.Name)
 		}
+		if p.NoSlot && !d.AB {
+			bad("partition %s: no_slot only applies to A/B devices (every partition of an A-only device has no slot)", p.Name)
+		}
+		if p.NoSlot && p.Logical {
+			bad("partition %s: logical partitions of an A/B device are slotted; drop no_slot", p.Name)
+		}
 	}
 	switch d.AntiRollback.Var {
 	case "", "anti", "rollback_ver":
@@ -316,34 +343,16 @@ func (d *Device) validate() error {
 		if s.Name == "" {
 			bad("sources[%d]: name is required", i)
 		}
+		if s.Name != "" && !sourceNameRE.MatchString(s.Name) {
+			bad("sources: name %q must be lower-case letters, digits, '.', '_' and '-' (it names CI jobs and release assets)", s.Name)
+		}
 		if srcNames[s.Name] {
 			bad("sources: name %q used twice", s.Name)
 		}
 		srcNames[s.Name] = true
-		switch s.Kind {
-		case "github":
-			if strings.Count(s.Repo, "/") != 1 {
-				bad("source %s: repo must be owner/name", s.Name)
-			}
-			if s.Asset == "" {
-				bad("source %s: asset regexp is required", s.Name)
-			} else if _, err := regexp.Compile(s.Asset); err != nil {
-				bad("source %s: asset regexp: %v", s.Name, err)
-			}
-			switch s.Checksum {
-			case "sidecar", "body", "none":
-			default:
-				bad("source %s: checksum must be sidecar, body or none", s.Name)
-			}
-		case "lineage-api":
-			if !strings.HasPrefix(s.URL, "https://") && !strings.HasPrefix(s.URL, "http://") {
-				bad("source %s: url must be an http(s) URL", s.Name)
-			}
-			if s.Checksum != "api" && s.Checksum != "" {
-				bad("source %s: lineage-api sources take their checksum from the API (checksum: api)", s.Name)
-			}
-		default:
-			bad("source %s: kind %q must be github or lineage-api", s.Name, s.Kind)
+		bad2 := func(msg string) { bad("source %s: %s", s.Name, msg) }
+		for _, msg := range s.problems() {
+			bad2(msg)
 		}
 		if s.Family == "" {
 			bad("source %s: family is required", s.Name)
@@ -351,6 +360,69 @@ func (d *Device) validate() error {
 	}
 	if len(problems) > 0 {
 		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+var httpURL = regexp.MustCompile(`^https?://[^\s/]+`)
+
+// problems lists what is wrong with one source entry (the catalog's rules, also applied to --source).
+func (s *Source) problems() []string {
+	var out []string
+	bad := func(f string, a ...any) { out = append(out, fmt.Sprintf(f, a...)) }
+	switch s.Kind {
+	case "github":
+		if strings.Count(s.Repo, "/") != 1 || strings.HasPrefix(s.Repo, "/") || strings.HasSuffix(s.Repo, "/") {
+			bad("repo must be owner/name")
+		}
+		if s.Asset == "" {
+			bad("asset regexp is required")
+		} else if _, err := regexp.Compile(s.Asset); err != nil {
+			bad("asset regexp: %v", err)
+		}
+		switch s.Checksum {
+		case "sidecar", "body", "auto", "none":
+		default:
+			bad("checksum must be sidecar, body, auto or none")
+		}
+	case "lineage-api":
+		if !httpURL.MatchString(s.URL) {
+			bad("url must be an http(s) URL")
+		}
+		if s.Checksum != "api" && s.Checksum != "" {
+			bad("lineage-api sources take their checksum from the API (checksum: api)")
+		}
+	case "ota-json":
+		switch {
+		case s.URL != "" && s.Repo != "":
+			bad("give url or repo+path, not both")
+		case s.URL != "":
+			if !httpURL.MatchString(s.URL) {
+				bad("url must be an http(s) URL")
+			}
+		case s.Repo != "":
+			if strings.Count(s.Repo, "/") != 1 || strings.HasPrefix(s.Repo, "/") || strings.HasSuffix(s.Repo, "/") {
+				bad("repo must be owner/name")
+			}
+			if s.Path == "" || strings.HasPrefix(s.Path, "/") || strings.Contains(s.Path, "..") {
+				bad("path must be a file path inside the repository")
+			}
+		default:
+			bad("url (or repo and path) is required")
+		}
+		if s.Checksum != "json" && s.Checksum != "" {
+			bad("ota-json sources take their checksum from the JSON (checksum: json)")
+		}
+	default:
+		bad("kind %q must be github, lineage-api or ota-json", s.Kind)
+	}
+	return out
+}
+
+// Validate checks a source given outside the catalog (--source), with the catalog's rules.
+func (s *Source) Validate() error {
+	if p := s.problems(); len(p) > 0 {
+		return failure.Kinded(failure.ErrUsage, fmt.Errorf("source %s: %s", s.Name, strings.Join(p, "; ")))
 	}
 	return nil
 }
