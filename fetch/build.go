@@ -17,19 +17,32 @@ import (
 
 // Build is one downloadable ROM build.
 type Build struct {
-	Source  string    `json:"source"`
-	Family  string    `json:"rom"`
-	Version string    `json:"version"`
-	Tag     string    `json:"tag,omitempty"`
-	Date    time.Time `json:"date"`
-	Pre     bool      `json:"prerelease,omitempty"`
-	Asset   string    `json:"asset"`
-	Size    int64     `json:"size"`
-	URL     string    `json:"url"`
+	Source  string `json:"source"`
+	Family  string `json:"rom"`
+	Version string `json:"version"`
+	// Type is the build type a JSON source gives (nightly, monthly, unofficial, …).
+	Type  string    `json:"type,omitempty"`
+	Tag   string    `json:"tag,omitempty"`
+	Date  time.Time `json:"date"`
+	Pre   bool      `json:"prerelease,omitempty"`
+	Asset string    `json:"asset"`
+	Size  int64     `json:"size"`
+	URL   string    `json:"url"`
 	// Checksum is the expected hash ("" Value when the source publishes none).
 	Checksum Checksum `json:"checksum"`
+	// Files are the build's other files (the LineageOS API lists boot.img, dtbo.img, vendor_boot.img,
+	// recovery images beside the OTA zip); they belong to this build and are not fetched with it.
+	Files []File `json:"files,omitempty"`
 	// checksumURL is a sidecar to fetch before downloading (GitHub sidecar assets).
 	checksumURL string
+}
+
+// File is one extra file of a build.
+type File struct {
+	Name     string   `json:"name"`
+	URL      string   `json:"url"`
+	Size     int64    `json:"size"`
+	Checksum Checksum `json:"checksum"`
 }
 
 // Checksum is an expected digest.
@@ -55,6 +68,10 @@ func (c Checksum) NewHash() (hash.Hash, error) {
 	}
 	return nil, failure.Kinded(failure.ErrInvalid, fmt.Errorf("release: unknown checksum algorithm %q", c.Algo))
 }
+
+// Weak reports whether the digest is one that proves integrity against accidents but not against
+// someone who can change the file (md5, sha1); callers warn about it.
+func (c Checksum) Weak() bool { return c.Value != "" && (c.Algo == "md5" || c.Algo == "sha1") }
 
 // Matches reports whether a computed digest equals the expected one.
 func (c Checksum) Matches(sum []byte) bool {

@@ -89,7 +89,7 @@ func Download(ctx context.Context, b Build, opt DownloadOptions) (string, error)
 	}
 
 	part := final + ".part"
-	task := progress.OrDiscard(opt.Progress).Task(name, b.Size)
+	task := &positionTask{t: progress.OrDiscard(opt.Progress).Task(name, b.Size), total: b.Size}
 	var lastErr error
 	for attempt := 0; attempt <= opt.Retries; attempt++ {
 		if attempt > 0 {
@@ -138,7 +138,7 @@ func Download(ctx context.Context, b Build, opt DownloadOptions) (string, error)
 var errPermanent = errors.New("permanent HTTP failure")
 
 // fetchInto appends the rest of b to part, resuming with Range when part is a prefix of the same file.
-func fetchInto(ctx context.Context, hc *http.Client, b Build, part string, task progress.Task) error {
+func fetchInto(ctx context.Context, hc *http.Client, b Build, part string, task *positionTask) error {
 	var have int64
 	var meta partMeta
 	if st, err := os.Stat(part); err == nil {
@@ -175,7 +175,6 @@ func fetchInto(ctx context.Context, hc *http.Client, b Build, part string, task 
 			return failure.Kinded(failure.ErrIO, fmt.Errorf("release: server answered an unexpected range %q; restarting", resp.Header.Get("Content-Range")))
 		}
 		flags |= os.O_APPEND
-		task.Add(have)
 	case resp.StatusCode == http.StatusOK:
 		flags |= os.O_TRUNC // a fresh start (no part, or the file changed)
 		have = 0
@@ -187,6 +186,11 @@ func fetchInto(ctx context.Context, hc *http.Client, b Build, part string, task 
 	default:
 		return failure.Kinded(failure.ErrIO, fmt.Errorf("release: downloading %s: HTTP %s", b.Asset, resp.Status))
 	}
+	// A mirror page instead of the file (SourceForge answers browsers with one) is not the ROM.
+	if ct := strings.ToLower(resp.Header.Get("Content-Type")); strings.HasPrefix(ct, "text/html") && !strings.HasSuffix(strings.ToLower(b.Asset), ".html") {
+		return failure.Kinded(failure.ErrIO, fmt.Errorf("release: downloading %s: %s answered with a web page, not the file (a mirror chooser or a login page); try again later or pass the mirror's direct link with --url: %w", b.Asset, redactURL(resp.Request.URL.String()), errPermanent))
+	}
+	task.setPos(have)
 	size := b.Size
 	if resp.StatusCode == http.StatusOK && resp.ContentLength > 0 {
 		if size > 0 && resp.ContentLength != size {
@@ -243,6 +247,33 @@ func parseContentRange(s string) (start, total int64, ok bool) {
 	total, err2 := strconv.ParseInt(tot, 10, 64)
 	return start, total, err1 == nil && err2 == nil
 }
+
+// positionTask reports a download's position in the file to a progress task that only counts up: a
+// resume continues from the bytes already on disk without counting them twice, a restart from zero
+// reports nothing until it passes what was shown, and nothing beyond total is ever reported.
+type positionTask struct {
+	t          progress.Task
+	pos, shown int64
+	total      int64
+}
+
+func (p *positionTask) setPos(n int64) {
+	p.pos = n
+	show := n
+	if p.total > 0 && show > p.total {
+		show = p.total
+	}
+	if show > p.shown {
+		p.t.Add(show - p.shown)
+		p.shown = show
+	}
+}
+
+// Add implements progress.Task.
+func (p *positionTask) Add(n int64) { p.setPos(p.pos + n) }
+
+// Done implements progress.Task.
+func (p *positionTask) Done(err error) { p.t.Done(err) }
 
 // fileMatches hashes path and compares with c.
 func fileMatches(path string, c Checksum) (bool, error) {

@@ -191,12 +191,19 @@ func (g *GitHub) List(ctx context.Context, opt ListOptions) ([]Build, error) {
 				} else {
 					b.Checksum = Checksum{Kind: "body"} // announced but missing: Fetch refuses
 				}
-			default: // sidecar
+			default: // sidecar, or auto: a sidecar when there is one, else the release text
 				b.Checksum = Checksum{Kind: "sidecar"}
 				for _, s := range r.Assets {
 					if sidecarOf(a.GetName(), s.GetName(), g.src.ChecksumSuffix) {
 						b.checksumURL = s.GetBrowserDownloadURL()
 						break
+					}
+				}
+				if b.checksumURL == "" && g.src.Checksum == "auto" {
+					b.Checksum = Checksum{Kind: "auto"}
+					if c, ok := ParseChecksums(r.GetBody(), a.GetName()); ok {
+						c.Kind = "body"
+						b.Checksum = c
 					}
 				}
 			}
