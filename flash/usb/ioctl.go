@@ -27,13 +27,55 @@ type usbIoctl struct {
 	Data      unsafe.Pointer
 }
 
+// urb is struct usbdevfs_urb (without the iso frame descriptors bulk transfers do not use). Go lays it
+// out as C does on both 32- and 64-bit targets: the pointers fall on their natural alignment.
+type urb struct {
+	Type         uint8
+	Endpoint     uint8
+	_            [2]byte
+	Status       int32 // 0 or a negative errno once reaped
+	Flags        uint32
+	Buffer       unsafe.Pointer
+	BufferLength int32
+	ActualLength int32
+	StartFrame   int32
+	StreamID     int32
+	ErrorCount   int32
+	Signr        uint32
+	UserContext  unsafe.Pointer
+}
+
+const urbTypeBulk = 3 // USBDEVFS_URB_TYPE_BULK
+
+// disconnectClaim is struct usbdevfs_disconnect_claim.
+type disconnectClaim struct {
+	Interface uint32
+	Flags     uint32
+	Driver    [256]byte
+}
+
+// USBDEVFS_DISCONNECT_CLAIM_EXCEPT_DRIVER: detach whatever driver holds the interface unless it is the
+// named one.
+const disconnectClaimExceptDriver = 0x02
+
+// getDriver is struct usbdevfs_getdriver.
+type getDriver struct {
+	Interface uint32
+	Driver    [256]byte
+}
+
 var (
+	usbdevfsGetDriver        = ioc(iocWrite, 'U', 8, unsafe.Sizeof(getDriver{}))
+	usbdevfsSubmitURB        = ioc(iocRead, 'U', 10, unsafe.Sizeof(urb{}))
+	usbdevfsDiscardURB       = ioc(iocNone, 'U', 11, 0)
+	usbdevfsReapURBNDelay    = ioc(iocWrite, 'U', 13, unsafe.Sizeof(uintptr(0)))
 	usbdevfsBulk             = ioc(iocRead|iocWrite, 'U', 2, unsafe.Sizeof(bulkTransfer{}))
 	usbdevfsClaimInterface   = ioc(iocRead, 'U', 15, 4)
 	usbdevfsReleaseInterface = ioc(iocRead, 'U', 16, 4)
 	usbdevfsIoctl            = ioc(iocRead|iocWrite, 'U', 18, unsafe.Sizeof(usbIoctl{}))
 	usbdevfsClearHalt        = ioc(iocRead, 'U', 21, 4)
 	usbdevfsDisconnect       = ioc(iocNone, 'U', 22, 0)
+	usbdevfsDisconnectClaim  = ioc(iocRead, 'U', 27, unsafe.Sizeof(disconnectClaim{}))
 )
 
 var sizeofPtr = unsafe.Sizeof(uintptr(0))
