@@ -5,12 +5,15 @@
 package image
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/romforge/romforge/internal/safeio"
 )
 
 // Image is a partition image of known size.
@@ -171,10 +174,10 @@ func (z zeroReader) ReadAt(p []byte, off int64) (int, error) {
 	return int(m), nil
 }
 
-// SHA256 hashes the whole image and returns the lowercase hex digest.
-func SHA256(img Image) (string, error) {
+// SHA256 hashes the whole image and returns the lowercase hex digest; it stops when ctx is done.
+func SHA256(ctx context.Context, img Image) (string, error) {
 	h := sha256.New()
-	if _, err := io.Copy(h, Reader(img)); err != nil {
+	if _, err := safeio.CopyContext(ctx, h, Reader(img)); err != nil {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil

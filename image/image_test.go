@@ -2,6 +2,7 @@ package image
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"strings"
 	"testing"
@@ -35,7 +36,7 @@ func TestConcatSectionZero(t *testing.T) {
 	if n != 4 || err != io.EOF {
 		t.Fatalf("tail read n=%d err=%v", n, err)
 	}
-	sum, err := SHA256(New(strings.NewReader(""), 0))
+	sum, err := SHA256(context.Background(), New(strings.NewReader(""), 0))
 	if err != nil || sum != "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" {
 		t.Fatalf("sha256 of empty = %s, %v", sum, err)
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -23,6 +22,7 @@ import (
 	"github.com/romforge/romforge/image"
 	"github.com/romforge/romforge/image/avb"
 	"github.com/romforge/romforge/internal/failure"
+	"github.com/romforge/romforge/internal/safeio"
 	"github.com/romforge/romforge/patches"
 	"github.com/romforge/romforge/patches/audit"
 	"github.com/romforge/romforge/progress"
@@ -112,19 +112,19 @@ func Run(ctx context.Context, opt Options) (res *Result, err error) {
 	if ents, err := os.ReadDir(opt.Out); err == nil && len(ents) > 0 {
 		return nil, failure.Kinded(failure.ErrUsage, fmt.Errorf("build: %s exists and is not empty; choose a new -o", opt.Out))
 	}
-	// Everything goes to a temporary folder beside Out, renamed only when the build succeeded.
-	tmp := strings.TrimRight(opt.Out, string(filepath.Separator)) + ".building"
-	os.RemoveAll(tmp)
+	// Everything goes to a temporary folder beside Out, renamed only when the build succeeded (a failed or
+	// interrupted build leaves nothing there, and the same command can run again).
+	outDir, err := safeio.CreateDir(opt.Out)
+	if err != nil {
+		return nil, err
+	}
+	defer outDir.Abort() // does nothing once committed
+	tmp := outDir.Path()
 	if err := os.MkdirAll(filepath.Join(tmp, "images"), 0o755); err != nil {
 		return nil, err
 	}
 	work := filepath.Join(tmp, ".work")
 	os.MkdirAll(work, 0o755)
-	defer func() {
-		if err != nil {
-			os.RemoveAll(tmp)
-		}
-	}()
 	res = &Result{Timings: map[string]float64{}}
 	stage := func(name string, start time.Time) { res.Timings[name] += time.Since(start).Seconds() }
 
@@ -144,8 +144,11 @@ func Run(ctx context.Context, opt Options) (res *Result, err error) {
 		err error
 	}
 	srcSumC := make(chan sumResult, 1)
+	// Its own context ends with the build, so a failed build stops reading a multi-GB input at once.
+	sumCtx, stopSum := context.WithCancel(ctx)
+	defer stopSum()
 	go func() {
-		s, err := fileSHA256(opt.Input)
+		s, err := fileSHA256(sumCtx, opt.Input)
 		srcSumC <- sumResult{s, err}
 	}()
 	logf("input: %s (%s), partitions: %s", filepath.Base(opt.Input), in.Kind(), strings.Join(in.Partitions(), ", "))
@@ -310,7 +313,7 @@ func Run(ctx context.Context, opt Options) (res *Result, err error) {
 
 	// 7. Bundle: image records, flash plan, scripts, recovery zip, manifest.
 	t0 = time.Now()
-	sums, err := hashImages(tmp, parts)
+	sums, err := hashImages(ctx, tmp, parts)
 	if err != nil {
 		return nil, err
 	}
@@ -348,7 +351,9 @@ func Run(ctx context.Context, opt Options) (res *Result, err error) {
 	}
 	m.Steps = flashSteps(m.Images, m.Super)
 	if !opt.Device.AB && !opt.Device.Dynamic {
-		if err := recoveryZip(ctx, opt, in, parts, tmp, m); err != nil {
+		if err := recoveryZip(ctx, opt, in, parts, tmp, m); ctx.Err() != nil {
+			return nil, ctx.Err() // interrupted: no bundle rather than one without its recovery zip
+		} else if err != nil {
 			m.Notes = append(m.Notes, "no recovery zip: "+err.Error())
 		}
 	}
@@ -366,8 +371,10 @@ func Run(ctx context.Context, opt Options) (res *Result, err error) {
 	if err := stampTimes(tmp, opt.Epoch); err != nil {
 		return nil, err
 	}
-	os.Remove(opt.Out) // an empty folder given as -o
-	if err := os.Rename(tmp, opt.Out); err != nil {
+	if err := ctx.Err(); err != nil {
+		return nil, err // interrupted at the last moment: still no bundle
+	}
+	if err := outDir.Commit(); err != nil {
 		return nil, err
 	}
 	stage("bundle", t0)
@@ -646,7 +653,7 @@ func recoveryZip(ctx context.Context, opt Options, in Input, parts []*part, dir 
 
 // hashImages hashes the bundle's images on GOMAXPROCS workers (one SHA-256 stream is one core's worth,
 // and the images of a big ROM are gigabytes).
-func hashImages(dir string, parts []*part) ([]string, error) {
+func hashImages(ctx context.Context, dir string, parts []*part) ([]string, error) {
 	sums := make([]string, len(parts))
 	errs := make([]error, len(parts))
 	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
@@ -656,14 +663,14 @@ func hashImages(dir string, parts []*part) ([]string, error) {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			sums[i], errs[i] = fileSHA256(filepath.Join(dir, "images", p.name+".img"))
+			sums[i], errs[i] = fileSHA256(ctx, filepath.Join(dir, "images", p.name+".img"))
 		}()
 	}
 	wg.Wait()
 	return sums, errors.Join(errs...)
 }
 
-func fileSHA256(path string) (string, error) {
+func fileSHA256(ctx context.Context, path string) (string, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return "", err
@@ -677,7 +684,7 @@ func fileSHA256(path string) (string, error) {
 	}
 	defer f.Close()
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
+	if _, err := safeio.CopyContext(ctx, h, f); err != nil {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil

@@ -75,7 +75,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err == nil {
 		return 0
 	}
-	return reportError(stdout, stderr, wantsJSON(args), err)
+	if ctx.Err() != nil && !errors.Is(err, context.Canceled) {
+		// Interrupted: whatever the command failed with on its way out (a closed file, a cut
+		// connection) follows from the interruption, which is what the exit code reports.
+		err = fmt.Errorf("%w (interrupted: %w)", err, context.Canceled)
+	}
+	cmd, path := commandOf(app, norm)
+	return reportError(stdout, stderr, wantsJSON(args), cmd, path, err)
 }
 
 // wantsJSON reports whether --json appears among the flags (before any "--").

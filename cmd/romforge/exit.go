@@ -8,18 +8,22 @@ import (
 	"io"
 	"io/fs"
 	"strings"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
 
 	"github.com/romforge/romforge/internal/failure"
 )
 
 // Exit codes, documented in README.md.
 const (
-	exitOK       = 0
-	exitFindings = 1 // a check found problems
-	exitUsage    = 2 // the command line was wrong
-	exitRefused  = 3 // refused for safety; nothing was written
-	exitInvalid  = 4 // input invalid or corrupt
-	exitIO       = 5 // network or device I/O failed
+	exitOK          = 0
+	exitFindings    = 1   // a check found problems
+	exitUsage       = 2   // the command line was wrong
+	exitRefused     = 3   // refused for safety; nothing was written
+	exitInvalid     = 4   // input invalid or corrupt
+	exitIO          = 5   // network or device I/O failed
+	exitInterrupted = 130 // Ctrl-C or SIGTERM (128 + SIGINT, as shells report it); temporary outputs removed
 )
 
 // exitCode maps any error to the documented exit codes.
@@ -27,6 +31,8 @@ func exitCode(err error) int {
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.Is(err, context.Canceled):
+		return exitInterrupted
 	case errors.Is(err, failure.ErrFindings):
 		return exitFindings
 	case errors.Is(err, failure.ErrUsage):
@@ -45,44 +51,103 @@ func exitCode(err error) int {
 	return exitIO
 }
 
-// hint says what the user can do next for the common kinds of failure.
-func hint(code int, err error) string {
+// hintFor says what the user can do next. Every exit code but 0 gets one; cmd is the command that failed
+// (nil when the command line named none), so a hint never suggests a flag that command does not have.
+func hintFor(cmd *cli.Command, path string, code int, err error) string {
+	name := strings.TrimSpace("romforge " + path)
+	has := func(flag string) bool { return cmd != nil && findFlag(cmd.Flags, flag) != nil }
 	switch {
+	case code == exitInterrupted:
+		switch {
+		case has("resume"):
+			return "interrupted; the phone may hold some new partitions already: run again with --resume to continue"
+		case cmd != nil && cmd.Name == "patch":
+			return "interrupted; a folder patched in place may be partly patched (an image output was not kept): run the same command again"
+		}
+		return "interrupted; no partial output was kept: run the same command again"
 	case errors.Is(err, fs.ErrNotExist):
-		return "check the path"
+		return "check the path: it does not exist"
 	case errors.Is(err, fs.ErrPermission):
-		return "check file permissions (or run 'romforge doctor')"
-	case errors.Is(err, context.Canceled):
-		return "interrupted; nothing more was done"
+		return "check file permissions (for USB devices run 'romforge doctor')"
+	case errors.Is(err, fs.ErrExist):
+		return "the output is in the way: choose another output path or remove it"
+	case errors.Is(err, syscall.ENOSPC):
+		return "the disk is full: free space or choose an output on another disk ('romforge doctor' shows free space)"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "the device or server did not answer in time: check the cable or network and run again"
 	}
 	switch code {
+	case exitFindings:
+		switch {
+		case cmd != nil && cmd.Name == "audit":
+			return "the findings are listed above: remove them with 'romforge patch TARGET --set NAME' (or build with --set), then audit again"
+		case cmd != nil && cmd.Name == "doctor":
+			return "apply the fix printed under each problem, then run 'romforge doctor' again"
+		}
+		return "a check failed (details above): the file does not match what it claims; get a fresh copy"
+	case exitUsage:
+		if strings.Contains(err.Error(), "unknown device") || strings.Contains(err.Error(), "no device") {
+			return "run 'romforge devices' to list the known devices"
+		}
+		if cmd == nil {
+			return "run 'romforge --help' for the commands"
+		}
+		return "run '" + name + " --help' for its flags and arguments"
 	case exitRefused:
-		return "nothing was written; fix the reason above or run with --dry-run to see the plan"
+		if has("dry-run") {
+			return "nothing was written; fix the reason above, or run with --dry-run to see the plan"
+		}
+		return "nothing was written; fix the reason above and run again"
 	case exitInvalid:
-		return "the input is damaged or not what it claims to be; download it again or check the file"
+		return "the input is damaged or not what it claims to be; download it again or check the file ('romforge inspect FILE' shows what it is)"
+	case exitIO:
+		return "a read or write failed (network, USB or disk): check the connection and free space ('romforge doctor'), then run again"
 	}
-	return ""
+	return "run '" + name + " --help'"
 }
 
-// reportError prints err (as JSON on stdout with --json) and returns its exit code.
-func reportError(stdout, stderr io.Writer, asJSON bool, err error) int {
+// reportError prints err (as JSON on stdout with --json) with its hint and returns its exit code.
+func reportError(stdout, stderr io.Writer, asJSON bool, cmd *cli.Command, path string, err error) int {
 	code := exitCode(err)
 	if errors.Is(err, failure.ErrFindings) && !asJSON {
 		// The command already printed its findings; the summary line is enough.
 		fmt.Fprintf(stderr, "romforge: %v\n", err)
 		return code
 	}
-	h := hint(code, err)
+	h := hintFor(cmd, path, code, err)
 	if asJSON {
 		enc := json.NewEncoder(stdout)
 		_ = enc.Encode(map[string]any{"error": err.Error(), "exit_code": code, "hint": h})
 		return code
 	}
 	fmt.Fprintf(stderr, "romforge: %v\n", err)
-	if h != "" {
-		fmt.Fprintf(stderr, "  → %s\n", h)
-	}
+	fmt.Fprintf(stderr, "  → %s\n", h)
 	return code
+}
+
+// commandOf returns the command (or subcommand) that normalized args run, nil when there is none, and its
+// path ("fs build").
+func commandOf(app *cli.App, args []string) (*cli.Command, string) {
+	var cur *cli.Command
+	var path []string
+	subs := app.Commands
+	for _, a := range args[min(1, len(args)):] {
+		if a == "--" {
+			break
+		}
+		if strings.HasPrefix(a, "-") {
+			continue
+		}
+		c := findCommand(subs, a)
+		if c == nil {
+			// A flag's value or a positional argument: commands come first after normalizeArgs, so keep
+			// looking only past flag values.
+			continue
+		}
+		cur, subs = c, c.Subcommands
+		path = append(path, c.Name)
+	}
+	return cur, strings.Join(path, " ")
 }
 
 // isCLIUsage recognises the command-line errors urfave/cli returns without a usage hook (missing

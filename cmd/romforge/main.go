@@ -7,11 +7,52 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/romforge/romforge/internal/safeio"
 )
 
+// interruptGrace is how long a command gets to stop by itself after the first Ctrl-C/SIGTERM (it cleans up
+// on its own way out); past it, or on a second signal, the tracked temporary files are removed and the
+// process exits at once. The README promises an interrupted command ends within a second.
+const interruptGrace = 800 * time.Millisecond
+
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	finished := make(chan struct{})
+	go watchSignals(sigs, cancel, finished, wantsJSON(os.Args))
 	code := run(ctx, os.Args, os.Stdin, os.Stdout, os.Stderr)
-	stop()
+	close(finished)
+	signal.Stop(sigs)
 	os.Exit(code)
+}
+
+// watchSignals turns the first signal into cancellation of the root context and the second one (or a
+// command that does not stop within interruptGrace) into an immediate exit after removing temporary files.
+func watchSignals(sigs <-chan os.Signal, cancel context.CancelFunc, finished <-chan struct{}, asJSON bool) {
+	select {
+	case <-sigs:
+	case <-finished:
+		return
+	}
+	cancel()
+	select {
+	case <-sigs:
+	case <-time.After(interruptGrace):
+	case <-finished:
+		return
+	}
+	safeio.RemoveTemps()
+	app := newApp(os.Stdin, os.Stdout, os.Stderr)
+	var cmd *cli.Command
+	var path string
+	if norm, err := normalizeArgs(app, os.Args); err == nil {
+		cmd, path = commandOf(app, norm)
+	}
+	reportError(os.Stdout, os.Stderr, asJSON, cmd, path, context.Canceled)
+	os.Exit(exitInterrupted)
 }

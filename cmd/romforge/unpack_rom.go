@@ -146,7 +146,7 @@ func unpackROM(e *env, in *unpackInput, opt unpackOptions) (*unpackResult, error
 		if err != nil {
 			return nil, err
 		}
-		sum, err := image.SHA256(f)
+		sum, err := image.SHA256(e.ctx, f)
 		size := f.Size()
 		f.Close()
 		if err != nil {

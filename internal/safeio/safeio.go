@@ -121,6 +121,12 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
+// CopyContext copies r to w in 1 MiB reads until EOF, stopping with ctx's error at the next read once ctx
+// is done: whole-image hashing and copying end within one read of a Ctrl-C.
+func CopyContext(ctx context.Context, w io.Writer, r io.Reader) (int64, error) {
+	return io.CopyBuffer(w, &ctxReader{ctx, r}, make([]byte, 1<<20))
+}
+
 // CString decodes a fixed-size, NUL-padded name field of an on-disk header: the bytes before the first
 // NUL, or all of them when the field is full.
 func CString(b []byte) string {

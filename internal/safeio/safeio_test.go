@@ -83,3 +83,35 @@ func TestCStringAndAllZero(t *testing.T) {
 		}
 	}
 }
+
+func TestCopyContextStops(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var w countingWriter
+	w.after = func() { cancel() }
+	_, err := CopyContext(ctx, &w, io.LimitReader(zeros{}, 1<<40))
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if w.n > 2<<20 {
+		t.Fatalf("copied %d bytes after cancel", w.n)
+	}
+	n, err := CopyContext(context.Background(), io.Discard, io.LimitReader(zeros{}, 5<<20+3))
+	if err != nil || n != 5<<20+3 {
+		t.Fatalf("n=%d err=%v", n, err)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+type countingWriter struct {
+	n     int
+	after func()
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.n += len(p)
+	c.after()
+	return len(p), nil
+}
