@@ -101,6 +101,9 @@ type state struct {
 	Writes     int64            `json:"writes"`
 	Mutations  int64            `json:"mutations"`
 	Unbootable map[string]bool  `json:"unbootable,omitempty"`
+	// Changes counts the flashes and erases of each partition: what a test (or a shop) checks to prove
+	// a partition, userdata above all, was left alone.
+	Changes map[string]int64 `json:"changes,omitempty"`
 }
 
 const stateFile = "state.json"
@@ -202,7 +205,11 @@ func (d *Device) buildPartitions() {
 		if typ == "" {
 			typ = "raw"
 		}
-		for _, n := range d.slotted(p.Name) {
+		names := d.slotted(p.Name)
+		if p.NoSlot {
+			names = []string{p.Name}
+		}
+		for _, n := range names {
 			d.phys[n] = partInfo{size: size, typ: typ}
 		}
 	}
@@ -263,6 +270,26 @@ func (d *Device) Mutations() int64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.st.Mutations
+}
+
+// Changes returns how many times each partition was flashed or erased since the state directory was
+// made (partitions never touched are absent).
+func (d *Device) Changes() map[string]int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make(map[string]int64, len(d.st.Changes))
+	for k, v := range d.st.Changes {
+		out[k] = v
+	}
+	return out
+}
+
+// changedLocked records a flash or erase of part; d.mu is held.
+func (d *Device) changedLocked(part string) {
+	if d.st.Changes == nil {
+		d.st.Changes = map[string]int64{}
+	}
+	d.st.Changes[part]++
 }
 
 // Serial is the phone's serial number.

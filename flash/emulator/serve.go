@@ -367,6 +367,7 @@ func (c *conn) flash(name string) error {
 			dst.Truncate(img.Size())
 		}
 		if err := img.Expand(c.ctx, w, zeroed, nil); err != nil {
+			d.changedLocked(part) // a half-written partition was changed too
 			d.mutatedLocked()
 			return c.failLocked("flash write failure")
 		}
@@ -375,6 +376,7 @@ func (c *conn) flash(name string) error {
 			return c.failLocked("size too large")
 		}
 		if _, err := io.Copy(io.NewOffsetWriter(w, 0), io.NewSectionReader(src, 0, d.staged)); err != nil {
+			d.changedLocked(part) // a half-written partition was changed too
 			d.mutatedLocked()
 			return c.failLocked("flash write failure")
 		}
@@ -382,6 +384,7 @@ func (c *conn) flash(name string) error {
 	if part == "super" && d.dev.Dynamic {
 		d.superFlashedLocked()
 	}
+	d.changedLocked(part)
 	d.mutatedLocked()
 	dt := time.Since(start)
 	d.stats.Flashes++
@@ -426,6 +429,7 @@ func (c *conn) erase(name string) error {
 	if err := os.Truncate(d.PartitionPath(part), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return c.failLocked("erase failure")
 	}
+	d.changedLocked(part)
 	d.mutatedLocked()
 	return c.okayLocked("")
 }
