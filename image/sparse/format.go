@@ -23,6 +23,9 @@ const (
 	maxBlockSize = 64 << 20
 	// maxExpanded bounds the expanded size so that block arithmetic never overflows int64.
 	maxExpanded = 1 << 50
+	// maxCRCPoints bounds the CRC32 chunks Expand checks as it goes (32 bytes each); a file with more is
+	// verified in a separate pass first.
+	maxCRCPoints = 1 << 20
 )
 
 // ChunkType is a chunk_type value.

@@ -66,6 +66,15 @@ type Image struct {
 	spans  []span
 	counts ChunkCounts
 	blocks [3]int64 // raw, fill, dont care
+	crcs   []crcPoint
+}
+
+// crcPoint is a CRC32 chunk: the running CRC of the expanded image up to at must equal value.
+type crcPoint struct {
+	at     int64 // expanded offset the chunk follows
+	value  uint32
+	chunk  int
+	offset int64 // of the chunk header in the file
 }
 
 var _ image.Image = (*Image)(nil)
@@ -87,6 +96,9 @@ func NewReader(ra io.ReaderAt, size int64) (*Image, error) {
 	hdr, err := parse(ra, size, func(c *Chunk) error {
 		if c.Type == ChunkCRC32 {
 			m.counts.CRC32++
+			if len(m.crcs) < maxCRCPoints {
+				m.crcs = append(m.crcs, crcPoint{at: pos, value: c.Value, chunk: c.Index, offset: c.Offset})
+			}
 			return nil
 		}
 		switch c.Type {
@@ -404,9 +416,16 @@ func (m *Image) verify(ctx context.Context, libsparseWriter bool) (crc uint32, m
 	return crc, mismatch, err
 }
 
-// Open opens path as an image: the expanded view when it is a sparse file, else the raw file.
-// Close the returned Closer when done.
+// Open is OpenContext without cancellation.
 func Open(path string) (image.Image, io.Closer, error) {
+	return OpenContext(context.Background(), path)
+}
+
+// OpenContext opens path as an image: the expanded view when it is a sparse file, else the raw file.
+// A sparse file carrying CRC32 chunks is verified first (Verify: a corrupt one is invalid input), since
+// readers of the view have no other chance to notice; files without them cost nothing more to open.
+// Close the returned Closer when done.
+func OpenContext(ctx context.Context, path string) (image.Image, io.Closer, error) {
 	f, err := image.OpenFile(path)
 	if err != nil {
 		return nil, nil, err
@@ -415,6 +434,9 @@ func Open(path string) (image.Image, io.Closer, error) {
 		return f, f, nil
 	}
 	m, err := NewReader(f, f.Size())
+	if err == nil && m.counts.CRC32 > 0 {
+		err = m.Verify(ctx)
+	}
 	if err != nil {
 		f.Close()
 		return nil, nil, fmt.Errorf("%s: %w", path, err)
