@@ -18,7 +18,7 @@ func Apply(ctx context.Context, t *Target, sets []*Set, opt Options) (*Report, e
 	rep := &Report{DryRun: opt.DryRun}
 	for _, s := range sets {
 		rep.Sets = append(rep.Sets, s.Name)
-		for i, spec := range s.Steps {
+		for i, spec := range append(s.Steps, s.familySteps()...) {
 			if err := ctx.Err(); err != nil {
 				return rep, err
 			}
@@ -47,4 +47,29 @@ func Apply(ctx context.Context, t *Target, sets []*Set, opt Options) (*Report, e
 		}
 	}
 	return rep, nil
+}
+
+// familySteps are the steps a set's family rules imply: remove every installed package of a package
+// family (minus the keep-list), and delete (or set to their safe value) properties of a property family.
+func (s *Set) familySteps() []StepSpec {
+	var out []StepSpec
+	if len(s.Families.Packages) > 0 {
+		out = append(out, StepSpec{Kind: "remove_packages", Name: "package families", Items: s.Families.Packages, Keep: s.Families.Keep})
+	}
+	var del []Rule
+	var set []PropRule
+	for _, r := range s.Families.Props {
+		switch {
+		case r.SafeValue != "" && !isGlob(r.Value):
+			set = append(set, PropRule{Key: r.Value, Value: r.SafeValue, Reason: r.Reason, Source: r.Source})
+		case r.SafeValue != "":
+			// A family with a safe value: the closure sets each key it finds (patches/harden).
+		default:
+			del = append(del, r)
+		}
+	}
+	if len(del) > 0 || len(set) > 0 {
+		out = append(out, StepSpec{Kind: "props", Name: "property families", Items: del, Set: set})
+	}
+	return out
 }

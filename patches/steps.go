@@ -84,14 +84,24 @@ func activeItems(items []Rule, keepBootCritical bool, r *StepReport) []Rule {
 type removePackages struct {
 	items []Rule
 	keep  bool
+	// never are packages left installed although an item's glob matches them.
+	never []Rule
 }
 
 func newRemovePackages(s StepSpec, keep bool) (Step, error) {
 	if len(s.Items) == 0 {
-		return nil, errors.New("remove_packages needs items (package names)")
+		return nil, errors.New("remove_packages needs items (package names or globs such as com.xiaomi.*)")
 	}
-	return &removePackages{items: s.Items, keep: keep}, nil
+	for _, it := range append(append([]Rule(nil), s.Items...), s.Keep...) {
+		if _, err := path.Match(it.Value, ""); err != nil {
+			return nil, fmt.Errorf("bad package glob %q", it.Value)
+		}
+	}
+	return &removePackages{items: s.Items, keep: keep, never: s.Keep}, nil
 }
+
+// isGlob reports whether a rule value is a pattern rather than a name.
+func isGlob(v string) bool { return strings.ContainsAny(v, "*?[") }
 
 func (*removePackages) Kind() string { return "remove_packages" }
 
@@ -186,8 +196,37 @@ func (s *removePackages) Apply(ctx context.Context, t *Target, r *StepReport) er
 	if err != nil {
 		return err
 	}
-	pkgs := map[string]bool{}
+	// Globs expand to the installed packages they match, minus the keep-list.
+	var expanded []Rule
 	for _, it := range items {
+		if !isGlob(it.Value) {
+			expanded = append(expanded, it)
+			continue
+		}
+		var names []string
+		for pkg := range idx.byPackage {
+			if GlobMatch(it.Value, pkg) {
+				names = append(names, pkg)
+			}
+		}
+		sort.Strings(names)
+		for _, pkg := range names {
+			kept := false
+			for _, k := range s.never {
+				if GlobMatch(k.Value, pkg) {
+					r.note(fmt.Sprintf("kept %s: %s", pkg, k.Reason))
+					kept = true
+				}
+			}
+			if !kept {
+				e := it
+				e.Value = pkg
+				expanded = append(expanded, e)
+			}
+		}
+	}
+	pkgs := map[string]bool{}
+	for _, it := range expanded {
 		pkgs[it.Value] = true
 		apks := idx.byPackage[it.Value]
 		for _, ov := range idx.overlays[it.Value] {
@@ -333,12 +372,12 @@ func (s *hosts) Apply(ctx context.Context, t *Target, r *StepReport) error {
 		old = nil
 		m = tree.Meta{Mode: 0o644}
 		// Label like its directory's siblings when there are any (system_file on Android).
-		if dm, err := t.Meta(path.Dir(s.file)); err == nil {
-			m.Xattrs = dm.Xattrs
-			m.UID, m.GID, m.ModTime = dm.UID, dm.GID, dm.ModTime
-		} else {
-			return fmt.Errorf("hosts: %s does not exist and neither does its directory", s.file)
+		dm, err := t.mkdirAll(path.Dir(s.file), r)
+		if err != nil {
+			return fmt.Errorf("hosts: creating %s: %w", s.file, err)
 		}
+		m.Xattrs = dm.Xattrs
+		m.UID, m.GID, m.ModTime = dm.UID, dm.GID, dm.ModTime
 	}
 	blocked := blockedHosts(old)
 	var buf bytes.Buffer
@@ -430,12 +469,12 @@ func (s *props) Apply(ctx context.Context, t *Target, r *StepReport) error {
 			}
 			drop := false
 			for _, d := range s.del {
-				if d.Value == key {
+				if d.Value == key || isGlob(d.Value) && GlobMatch(d.Value, key) {
 					drop = true
 				}
 			}
 			for _, c := range s.contains {
-				if strings.Contains(strings.ToLower(val), strings.ToLower(c.Value)) {
+				if containsName(val, c.Value) {
 					drop = true
 				}
 			}
@@ -762,7 +801,7 @@ func servicesMatching(text string, contains []Rule) []string {
 		}
 		cmd := strings.ToLower(strings.Join(f[2:], " "))
 		for _, c := range contains {
-			if strings.Contains(cmd, strings.ToLower(c.Value)) {
+			if containsName(cmd, c.Value) {
 				out = append(out, f[1])
 				break
 			}
@@ -858,4 +897,25 @@ func EditInitText(text string, sets []*Set) (string, []string) {
 		}
 	}
 	return text, all
+}
+
+// containsName reports whether s contains v (any letter case). A dotted v (a domain) must stand as whole
+// labels, so xiaomi.com matches api.xiaomi.com but not notxiaomi.com, and mi.com not www.miami.com.
+func containsName(s, v string) bool {
+	s, v = strings.ToLower(s), strings.ToLower(v)
+	if !strings.Contains(v, ".") {
+		return strings.Contains(s, v)
+	}
+	label := func(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' }
+	for i := 0; ; {
+		j := strings.Index(s[i:], v)
+		if j < 0 {
+			return false
+		}
+		at, end := i+j, i+j+len(v)
+		if (at == 0 || !label(s[at-1])) && (end == len(s) || !label(s[end])) {
+			return true
+		}
+		i = at + 1
+	}
 }

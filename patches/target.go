@@ -34,10 +34,8 @@ func NewTarget(parts map[string]tree.Tree) *Target {
 			o = tree.NewOverlay(tr)
 		}
 		t.parts[name] = o
-		if name == "system" {
-			if _, err := o.Meta("system/build.prop"); err == nil {
-				t.prefix[name] = "system/"
-			}
+		if name == "system" && systemAsRoot(o) {
+			t.prefix[name] = "system/"
 		}
 		t.names = append(t.names, name)
 	}
@@ -273,3 +271,44 @@ func (t *Target) hashFile(p string) (int64, string, error) {
 func sum(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
 
 var errNotFound = errors.New("not found")
+
+// systemAsRoot reports whether a system tree keeps its files under /system (system-as-root images): its
+// build.prop is there, or it has system/etc and no top-level etc (some builds keep build.prop elsewhere).
+func systemAsRoot(o *tree.Overlay) bool {
+	if _, err := o.Meta("system/build.prop"); err == nil {
+		return true
+	}
+	if m, err := o.Meta("system/etc"); err == nil && m.Mode.IsDir() {
+		_, err := o.Meta("etc")
+		return err != nil
+	}
+	return false
+}
+
+// mkdirAll creates p's missing directories, each owned and labelled like the nearest existing
+// ancestor (on Android every directory a patch creates under /system is system_file, root-owned), and
+// returns p's metadata.
+func (t *Target) mkdirAll(p string, r *StepReport) (tree.Meta, error) {
+	if m, err := t.Meta(p); err == nil {
+		if !m.Mode.IsDir() {
+			return m, fmt.Errorf("%s is not a directory", p)
+		}
+		return m, nil
+	}
+	part, rel, _ := strings.Cut(strings.TrimPrefix(p, "/"), "/")
+	if rel == "" {
+		return tree.Meta{}, fmt.Errorf("%s: %w (no partition %q in the target)", p, fs.ErrNotExist, part)
+	}
+	pm, err := t.mkdirAll(path.Dir(p), r)
+	if err != nil {
+		return pm, err
+	}
+	m := tree.Meta{Mode: fs.ModeDir | 0o755, UID: pm.UID, GID: pm.GID, ModTime: pm.ModTime, Xattrs: pm.Xattrs}
+	if err := t.WriteFile(p, nil, m); err != nil {
+		return m, err
+	}
+	if r != nil {
+		r.Changes = append(r.Changes, FileChange{Path: p, Action: "added", Detail: []string{"directory created for a file the set writes"}})
+	}
+	return m, nil
+}

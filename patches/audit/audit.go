@@ -37,6 +37,11 @@ type Rules struct {
 	// Domains are families: entries containing a dot match as domain suffixes (xiaomi.com matches
 	// *.xiaomi.com), others as substrings (xmpush, micloud).
 	Domains []string
+	// PackageFamilies are package-name globs (com.xiaomi.*) reported unless Keep covers the package.
+	PackageFamilies []patches.Rule
+	Keep            []patches.Rule
+	// PropFamilies are property-key globs (persist.sys.xmsf.*) reported wherever a prop file sets them.
+	PropFamilies []patches.Rule
 }
 
 // RulesFrom collects the rules of patch sets.
@@ -53,6 +58,9 @@ func RulesFrom(sets ...*patches.Set) *Rules {
 				r.Hosts = append(r.Hosts, h)
 			}
 		}
+		r.PackageFamilies = append(r.PackageFamilies, s.Families.Packages...)
+		r.Keep = append(r.Keep, s.Families.Keep...)
+		r.PropFamilies = append(r.PropFamilies, s.Families.Props...)
 		for _, d := range s.AuditDomains {
 			if !seenH[strings.ToLower(d.Value)] {
 				seenH[strings.ToLower(d.Value)] = true
@@ -81,11 +89,28 @@ type Finding struct {
 	Path      string `json:"path"`
 	// Inner is the entry inside an archive ("classes2.dex", "lib/arm64-v8a/libx.so"), "" for plain files.
 	Inner string `json:"inner_path,omitempty"`
-	// Kind is "package" or "host".
+	// Kind is "package", "host", "prop" (a property of a cloud family or naming a cloud host) or
+	// "service" (an init service whose program holds cloud hosts).
 	Kind string `json:"kind"`
-	// Match is the package name or the hostname as found.
+	// Match is the package name, the hostname as found, the property key or the service name.
 	Match  string `json:"match"`
 	Detail string `json:"detail,omitempty"`
+	// Package is the package of the APK a host was found in.
+	Package string `json:"package,omitempty"`
+	// Program is a service's executable (device path), Host the cloud host a prop's value names.
+	Program string `json:"program,omitempty"`
+	Host    string `json:"host,omitempty"`
+	// Format is what the file is: "zip" (APK, JAR, APEX, …), "elf" (native code) or "data".
+	Format string `json:"format,omitempty"`
+}
+
+// Key identifies a finding across scans (for tying closure actions to findings).
+func (f Finding) Key() string {
+	k := f.Kind + " " + f.Match + " " + f.Partition + "/" + f.Path
+	if f.Inner != "" {
+		k += "!" + f.Inner
+	}
+	return k
 }
 
 func (f Finding) String() string {
@@ -171,11 +196,13 @@ func Scan(ctx context.Context, parts map[string]tree.Tree, rules *Rules, opt Opt
 	ch := make(chan job)
 	var wg sync.WaitGroup
 	var firstErr error
+	scanners := make([]*scanner, workers)
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
+		s := &scanner{m: m, rules: rules}
+		scanners[w] = s
 		go func() {
 			defer wg.Done()
-			s := &scanner{m: m, rules: rules}
 			for j := range ch {
 				if ctx.Err() != nil {
 					continue
@@ -209,6 +236,11 @@ func Scan(ctx context.Context, parts map[string]tree.Tree, rules *Rules, opt Opt
 	if firstErr != nil {
 		return nil, firstErr
 	}
+	var rc []rcFile
+	for _, s := range scanners {
+		rc = append(rc, s.rc...)
+	}
+	res.Findings = append(res.Findings, serviceFindings(rc, res.Findings, names)...)
 	res.sort()
 	return res, nil
 }
@@ -269,7 +301,12 @@ type scanner struct {
 	m     *matcher
 	rules *Rules
 	buf   []byte
+	rc    []rcFile // init scripts seen, for service findings once every program has been scanned
+	hint  int64    // size of what the next stream call reads, when known
 }
+
+// maxText bounds prop and init files read whole (real ones are kilobytes).
+const maxText = 16 << 20
 
 // file scans one file; it returns findings, an "unreadable" note, and bytes scanned.
 func (s *scanner) file(t tree.Tree, j job) ([]Finding, string, int64, error) {
@@ -281,13 +318,31 @@ func (s *scanner) file(t tree.Tree, j job) ([]Finding, string, int64, error) {
 	var head [4]byte
 	n, _ := io.ReadFull(f, head[:])
 	isZip := n == 4 && string(head[:]) == "PK\x03\x04"
-	base := Finding{Partition: j.part, Path: j.name}
+	base := Finding{Partition: j.part, Path: j.name, Format: "data"}
+	switch {
+	case isZip:
+		base.Format = "zip"
+	case n == 4 && string(head[:]) == "\x7fELF":
+		base.Format = "elf"
+	}
 	if path.Base(j.name) == "hosts" && path.Base(path.Dir(j.name)) == "etc" {
 		b, err := io.ReadAll(io.MultiReader(bytes.NewReader(head[:n]), io.LimitReader(f, 64<<20)))
 		if err != nil {
 			return nil, "", 0, err
 		}
 		return s.hostsFile(base, b), "", int64(len(b)), nil
+	}
+	if !isZip && j.size <= maxText && (isPropFile(j.name) || strings.HasSuffix(j.name, ".rc")) {
+		b, err := io.ReadAll(io.MultiReader(bytes.NewReader(head[:n]), io.LimitReader(f, maxText)))
+		if err != nil {
+			return nil, "", 0, err
+		}
+		if isPropFile(j.name) {
+			return s.propFile(base, b), "", int64(len(b)), nil
+		}
+		s.rc = append(s.rc, rcFile{part: j.part, name: j.name, services: parseRC(string(b)), starts: rcStarts(string(b))})
+		fnd, scanned, err := s.stream(base, bytes.NewReader(b))
+		return fnd, "", scanned, err
 	}
 	if isZip {
 		if ra, ok := f.(io.ReaderAt); ok {
@@ -303,6 +358,7 @@ func (s *scanner) file(t tree.Tree, j job) ([]Finding, string, int64, error) {
 			return fnd, note, j.size, nil
 		}
 	}
+	s.hint = j.size
 	fnd, scanned, err := s.stream(base, io.MultiReader(bytes.NewReader(head[:n]), f))
 	return fnd, "", scanned, err
 }
@@ -334,8 +390,14 @@ func (s *scanner) hostsFile(base Finding, b []byte) []Finding {
 // so a match across a chunk edge is seen whole, with its surrounding hostname, and reported once.
 func (s *scanner) stream(base Finding, r io.Reader) ([]Finding, int64, error) {
 	keep := s.m.maxLen + 256
-	if cap(s.buf) < chunk+keep {
-		s.buf = make([]byte, 0, chunk+keep)
+	want := chunk + keep
+	if s.hint > 0 && s.hint < chunk {
+		// Small files (most of a ROM) need no megabyte buffer; a wrong hint only costs more rounds.
+		want = int(s.hint) + keep + 512
+	}
+	s.hint = 0
+	if cap(s.buf) < want {
+		s.buf = make([]byte, 0, max(want, 64<<10))
 	}
 	buf := s.buf[:0]
 	var out []Finding
@@ -397,7 +459,12 @@ func (s *scanner) archive(base Finding, ra io.ReaderAt, size int64, depth int) (
 	zr.RegisterDecompressor(zip.Deflate, inflate)
 	var out []Finding
 	if m, err := apk.FromZip(zr); err == nil {
-		if reason, bad := s.rules.Packages[m.Package]; bad {
+		base.Package = m.Package
+		fam, inFamily := s.rules.packageFamily(m.Package)
+		if reason, bad := s.rules.Packages[m.Package]; bad || inFamily {
+			if !bad {
+				reason = fmt.Sprintf("package family %s: %s", fam.Value, fam.Reason)
+			}
 			f := base
 			f.Kind, f.Match, f.Detail = "package", m.Package, reason
 			if m.OverlayTarget != "" {
@@ -440,6 +507,7 @@ func (s *scanner) archive(base Finding, ra io.ReaderAt, size int64, depth int) (
 			}
 			continue
 		}
+		s.hint = int64(min(zf.UncompressedSize64, uint64(chunk)))
 		fnd, scanned, _ := s.stream(eb, io.MultiReader(bytes.NewReader(head[:n]), lr))
 		rc.Close()
 		inflated += scanned
