@@ -43,8 +43,10 @@ type Options struct {
 	// Super is auto (default: dynamic devices get one super.img with every logical partition, flashed
 	// from the bootloader) or none (logical partition images flashed one by one through fastbootd).
 	Super string
-	// Out is the bundle folder; it must not exist or be empty. A failed build leaves nothing there.
+	// Out is the bundle folder; it must not exist or be empty (unless Force). A failed build leaves nothing there.
 	Out string
+	// Force replaces an existing Out, and only once the new bundle is complete: a failed build keeps the old one.
+	Force bool
 	// Epoch stamps every file the build writes (zero: SOURCE_DATE_EPOCH, else the Unix epoch).
 	Epoch    time.Time
 	Version  string
@@ -109,8 +111,8 @@ func Run(ctx context.Context, opt Options) (res *Result, err error) {
 		logf = func(string, ...any) {}
 	}
 	rep := progress.OrDiscard(opt.Progress)
-	if ents, err := os.ReadDir(opt.Out); err == nil && len(ents) > 0 {
-		return nil, failure.Kinded(failure.ErrUsage, fmt.Errorf("build: %s exists and is not empty; choose a new -o", opt.Out))
+	if ents, err := os.ReadDir(opt.Out); err == nil && len(ents) > 0 && !opt.Force {
+		return nil, failure.Kinded(failure.ErrUsage, fmt.Errorf("build: %s exists and is not empty; choose a new -o or add --force to replace it", opt.Out))
 	}
 	// Everything goes to a temporary folder beside Out, renamed only when the build succeeded (a failed or
 	// interrupted build leaves nothing there, and the same command can run again).
@@ -374,7 +376,11 @@ func Run(ctx context.Context, opt Options) (res *Result, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err // interrupted at the last moment: still no bundle
 	}
-	if err := outDir.Commit(); err != nil {
+	commit := outDir.Commit
+	if opt.Force {
+		commit = func(...string) error { return outDir.Replace() }
+	}
+	if err := commit(); err != nil {
 		return nil, err
 	}
 	stage("bundle", t0)

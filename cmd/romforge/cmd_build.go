@@ -20,12 +20,13 @@ func init() {
 		Flags: append(append([]cli.Flag{}, sourceFlags...),
 			&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Usage: "ROM file or folder (A/B payload zip, block/file OTA zip, Xiaomi fastboot ROM, folder of images)"},
 			&cli.BoolFlag{Name: "release", Usage: "fetch the device's newest release (or the TAG given after it) first"},
-			&cli.StringSliceFlag{Name: "set", Aliases: []string{"s"}, Usage: "patch set name or YAML file (repeatable; default xiaomi-hardened)"},
+			&cli.StringSliceFlag{Name: "set", Usage: "patch set name or YAML file (repeatable; default xiaomi-hardened)"},
 			&cli.StringFlag{Name: "fs", Value: "keep", Usage: "filesystem of rebuilt images: keep, ext4 or erofs"},
 			&cli.StringFlag{Name: "verity", Value: "disable", Usage: "disable (set vbmeta flags), resign (with --key) or keep"},
 			&cli.StringFlag{Name: "key", Usage: "AVB signing key (PEM) for --verity resign"},
 			&cli.StringFlag{Name: "super", Value: "auto", Usage: "dynamic devices: auto (one super.img, flashed from the bootloader, slot a) or none (logical images flashed through fastbootd to the inactive slot)"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Required: true, Usage: "bundle folder to create"},
+			&cli.BoolFlag{Name: "force", Usage: "replace an existing bundle folder (only once the new bundle is complete)"},
 			&cli.BoolFlag{Name: "allow-unverified", Usage: "with --release: accept a build without a published checksum"},
 			maxImageSizeFlag,
 		),
@@ -90,7 +91,7 @@ func runBuild(c *cli.Context) error {
 	}
 	res, err := pipeline.Run(ctx, pipeline.Options{
 		Device: d, Input: input, SourceURL: url, Sets: sets, FS: c.String("fs"), Verity: c.String("verity"), Super: c.String("super"),
-		Key: c.String("key"), Out: c.String("output"), Version: currentVersion().Version, Progress: e.reporter(),
+		Key: c.String("key"), Out: c.String("output"), Force: c.Bool("force"), Version: currentVersion().Version, Progress: e.reporter(),
 		Logf: e.logf,
 	})
 	if err != nil {

@@ -25,7 +25,7 @@ func init() {
 		Usage:     "apply patch sets to an extracted tree or a filesystem image",
 		ArgsUsage: "TARGET",
 		Flags: []cli.Flag{
-			&cli.StringSliceFlag{Name: "set", Aliases: []string{"s"}, Usage: "patch set name or YAML file (repeatable)", Required: true},
+			&cli.StringSliceFlag{Name: "set", Usage: "patch set name or YAML file (repeatable)", Required: true},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output image (required when TARGET is an image)"},
 			&cli.StringFlag{Name: "partition", Usage: "partition name of a single-partition TARGET (default: guessed)"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "report what would change; write nothing"},
@@ -37,7 +37,7 @@ func init() {
 		Usage:     "prove a tree, image or ROM no longer carries what patch sets remove (exit 1 when something is found)",
 		ArgsUsage: "TARGET",
 		Flags: []cli.Flag{
-			&cli.StringSliceFlag{Name: "set", Aliases: []string{"s"}, Usage: "patch set name or YAML file (repeatable; default xiaomi-hardened)"},
+			&cli.StringSliceFlag{Name: "set", Usage: "patch set name or YAML file (repeatable; default xiaomi-hardened)"},
 			&cli.StringFlag{Name: "partition", Usage: "partition name of a single-partition TARGET (default: guessed)"},
 		},
 		Action: runAudit,
