@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -19,6 +20,11 @@ import (
 var registry []*cli.Command
 
 func register(c *cli.Command) { registry = append(registry, c) }
+
+func init() {
+	// --version without urfave/cli's -v alias, which is --verbose here.
+	cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print the version and exit (romforge version --json for details)"}
+}
 
 var globalFlags = []cli.Flag{
 	&cli.BoolFlag{Name: "json", Usage: "machine-readable output on stdout (logs and progress go to stderr)"},
@@ -35,7 +41,6 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		Name:                   "romforge",
 		Usage:                  "fetch, unpack, harden, repack and flash community Android ROMs",
 		Version:                version,
-		HideVersion:            true,
 		Flags:                  globalFlags,
 		Commands:               cmds,
 		Reader:                 stdin,
@@ -58,15 +63,45 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		}
 	}
 	setUsage(app.Commands)
+	addExamples("", app.Commands)
 	return app
 }
 
 func usageError(c *cli.Context, err error, _ bool) error {
-	return failure.Kinded(failure.ErrUsage, fmt.Errorf("%w (see 'romforge %s --help')", err, c.Command.FullName()))
+	return failure.Kinded(failure.ErrUsage, fmt.Errorf("%w (see '%s --help')", err, commandPath(c)))
+}
+
+// commandPath is the full command line name of c ("romforge avb verify"): urfave/cli's FullName drops
+// the parents when the error comes from parsing a subcommand's flags.
+func commandPath(c *cli.Context) string {
+	var names []string
+	for _, l := range c.Lineage() {
+		if l.Command != nil && l.Command.Name != "" {
+			names = append([]string{l.Command.Name}, names...)
+		}
+	}
+	names = dedupeAdjacent(names)
+	if len(names) == 0 || names[0] != "romforge" {
+		names = append([]string{"romforge"}, names...)
+	}
+	return strings.Join(names, " ")
+}
+
+// dedupeAdjacent drops a name repeated by consecutive contexts of the same command.
+func dedupeAdjacent(s []string) []string {
+	var out []string
+	for _, n := range s {
+		if len(out) == 0 || out[len(out)-1] != n {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // run is the whole program, with its streams injected so tests can run it in-process.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	// With --json stdout carries exactly one document: an error after a printed result goes to stderr.
+	stdout = &stdoutTracker{w: stdout}
 	app := newApp(stdin, stdout, stderr)
 	norm, err := normalizeArgs(app, args)
 	if err == nil {
@@ -156,3 +191,17 @@ func needArgs(c *cli.Context, min, max int, what string) error {
 }
 
 var errCanceled = errors.New("canceled")
+
+// stdoutTracker remembers whether a command wrote its result, so an error that follows it does not add a
+// second JSON document to stdout.
+type stdoutTracker struct {
+	w     io.Writer
+	wrote bool
+}
+
+func (t *stdoutTracker) Write(p []byte) (int, error) {
+	if len(p) > 0 {
+		t.wrote = true
+	}
+	return t.w.Write(p)
+}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"os"
@@ -12,13 +11,6 @@ import (
 
 	"github.com/romforge/romforge/internal/validators"
 )
-
-func runAVBCLI(t *testing.T, args ...string) (int, string, string) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	code := run(context.Background(), append([]string{"romforge"}, args...), strings.NewReader(""), &out, &errb)
-	return code, out.String(), errb.String()
-}
 
 func avbCopy(t *testing.T, src, dst string) {
 	t.Helper()
@@ -41,7 +33,7 @@ func TestVBMetaPatchCLI(t *testing.T) {
 	fx := validators.Fixtures(t)
 	tmp := t.TempDir()
 	out := filepath.Join(tmp, "vbmeta.img")
-	code, stdout, stderr := runAVBCLI(t, "vbmeta", "patch", filepath.Join(fx, "avb", "vbmeta-unsigned.img"), out, "--disable-verity", "--disable-verification", "--json")
+	code, stdout, stderr := runCLI(t, "vbmeta", "patch", filepath.Join(fx, "avb", "vbmeta-unsigned.img"), out, "--disable-verity", "--disable-verification", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -56,7 +48,7 @@ func TestVBMetaPatchCLI(t *testing.T) {
 	}
 	// signed image: only byte 123 changes, like the fastboot client
 	out2 := filepath.Join(tmp, "signed.img")
-	if code, _, stderr := runAVBCLI(t, "vbmeta", "patch", filepath.Join(fx, "avb", "vbmeta.img"), out2, "--disable-verity"); code != 0 {
+	if code, _, stderr := runCLI(t, "vbmeta", "patch", filepath.Join(fx, "avb", "vbmeta.img"), out2, "--disable-verity"); code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
 	a, _ := os.ReadFile(filepath.Join(fx, "avb", "vbmeta.img"))
@@ -70,12 +62,12 @@ func TestVBMetaPatchCLI(t *testing.T) {
 	if len(a) != len(b) || len(diff) != 1 || diff[0] != 123 || b[123] != 1 {
 		t.Fatalf("signed patch changed bytes %v", diff)
 	}
-	if code, _, _ := runAVBCLI(t, "vbmeta", "patch", filepath.Join(fx, "avb", "vbmeta.img"), out2); code != 2 {
+	if code, _, _ := runCLI(t, "vbmeta", "patch", filepath.Join(fx, "avb", "vbmeta.img"), out2); code != 2 {
 		t.Fatalf("no flag: exit %d, want 2", code)
 	}
 	bad := filepath.Join(tmp, "bad.img")
 	os.WriteFile(bad, []byte("this is not a vbmeta image at all, just text"), 0o644)
-	if code, _, _ := runAVBCLI(t, "vbmeta", "patch", bad, out2, "--disable-verity"); code != 4 {
+	if code, _, _ := runCLI(t, "vbmeta", "patch", bad, out2, "--disable-verity"); code != 4 {
 		t.Fatalf("garbage: exit %d, want 4", code)
 	}
 }
@@ -89,7 +81,7 @@ func TestVBMetaSignAndVerifyCLI(t *testing.T) {
 	}
 	out := filepath.Join(tmp, "vbmeta.img")
 	pk2 := filepath.Join(fx, "avb", "testkey_rsa2048.avbpubkey")
-	code, _, stderr := runAVBCLI(t, "vbmeta", "sign", "--key", filepath.Join(fx, "keys", "testkey_rsa4096.pem"),
+	code, _, stderr := runCLI(t, "vbmeta", "sign", "--key", filepath.Join(fx, "keys", "testkey_rsa4096.pem"),
 		"--algorithm", "SHA256_RSA4096", "--rollback-index", "3", "--include-descriptors-from-image", filepath.Join(tmp, "boot.img"),
 		"--chain-partition", "vbmeta_system:1:"+pk2, "-o", out)
 	if code != 0 {
@@ -104,7 +96,7 @@ func TestVBMetaSignAndVerifyCLI(t *testing.T) {
 		validators.Run(t, "avbtool", "verify_image", "--image", out, "--key", filepath.Join(fx, "keys", "testkey_rsa4096.pem"),
 			"--expected_chain_partition", "vbmeta_system:1:"+pk2)
 	}
-	code, stdout, stderr := runAVBCLI(t, "avb", "verify", out, "--key", filepath.Join(fx, "keys", "testkey_rsa4096.pem"),
+	code, stdout, stderr := runCLI(t, "avb", "verify", out, "--key", filepath.Join(fx, "keys", "testkey_rsa4096.pem"),
 		"--expected-chain-partition", "vbmeta_system:1:"+pk2, "--json")
 	if code != 0 {
 		t.Fatalf("verify exit %d: %s %s", code, stdout, stderr)
@@ -120,23 +112,23 @@ func TestVBMetaSignAndVerifyCLI(t *testing.T) {
 		t.Fatalf("verify JSON %q: %v", stdout, err)
 	}
 	// wrong key → findings (exit 1)
-	if code, _, _ := runAVBCLI(t, "avb", "verify", out, "--key", filepath.Join(fx, "keys", "testkey_rsa2048.pem")); code != 1 {
+	if code, _, _ := runCLI(t, "avb", "verify", out, "--key", filepath.Join(fx, "keys", "testkey_rsa2048.pem")); code != 1 {
 		t.Fatalf("wrong key: exit %d, want 1", code)
 	}
 	// tampered system → findings (through the chained vbmeta_system)
 	f, _ := os.OpenFile(filepath.Join(tmp, "system.img"), os.O_RDWR, 0)
 	f.WriteAt([]byte("X"), 4096*10)
 	f.Close()
-	if code, stdout, _ := runAVBCLI(t, "avb", "verify", out); code != 1 || !strings.Contains(stdout, "FAILED") {
+	if code, stdout, _ := runCLI(t, "avb", "verify", out); code != 1 || !strings.Contains(stdout, "FAILED") {
 		t.Fatalf("tampered: exit %d\n%s", code, stdout)
 	}
 	// corrupt vbmeta → exit 4
 	os.WriteFile(filepath.Join(tmp, "corrupt.img"), append([]byte("AVB0"), make([]byte, 300)...), 0o644)
-	if code, _, _ := runAVBCLI(t, "avb", "verify", filepath.Join(tmp, "corrupt.img")); code != 4 {
+	if code, _, _ := runCLI(t, "avb", "verify", filepath.Join(tmp, "corrupt.img")); code != 4 {
 		t.Fatalf("corrupt: exit %d, want 4", code)
 	}
 	// inspect shows it
-	code, stdout, _ = runAVBCLI(t, "inspect", out, "--json")
+	code, stdout, _ = runCLI(t, "inspect", out, "--json")
 	var ins struct {
 		Format  string `json:"format"`
 		Details struct {
@@ -157,7 +149,7 @@ func TestAVBFooterCLI(t *testing.T) {
 	tmp := t.TempDir()
 	sys := filepath.Join(tmp, "system.img")
 	avbCopy(t, filepath.Join(fx, "ext4", "system.img"), sys)
-	code, stdout, stderr := runAVBCLI(t, "avb", "add-hashtree-footer", sys, "--partition-name", "system", "--partition-size", "20M",
+	code, stdout, stderr := runCLI(t, "avb", "add-hashtree-footer", sys, "--partition-name", "system", "--partition-size", "20M",
 		"--salt", "7323f798356a105fd7f7740d95f38c55dbfd21ec885a496aa3f6e9b59aa8fb65", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
@@ -173,7 +165,7 @@ func TestAVBFooterCLI(t *testing.T) {
 	}
 	boot := filepath.Join(tmp, "boot.img")
 	avbCopy(t, filepath.Join(fx, "boot", "boot-v2.img"), boot)
-	code, _, stderr = runAVBCLI(t, "avb", "add-hash-footer", boot, "--partition-name", "boot", "--partition-size", "16777216",
+	code, _, stderr = runCLI(t, "avb", "add-hash-footer", boot, "--partition-name", "boot", "--partition-size", "16777216",
 		"--key", filepath.Join(fx, "keys", "testkey_rsa2048.pem"), "--rollback-index", "5")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
@@ -184,19 +176,19 @@ func TestAVBFooterCLI(t *testing.T) {
 			t.Fatal(out)
 		}
 	}
-	code, stdout, _ = runAVBCLI(t, "avb", "verify", boot, "--json")
+	code, stdout, _ = runCLI(t, "avb", "verify", boot, "--json")
 	if code != 0 || !strings.Contains(stdout, `"ok": true`) {
 		t.Fatalf("our verify of the signed boot: %d %s", code, stdout)
 	}
-	code, stdout, _ = runAVBCLI(t, "inspect", sys, "--json")
+	code, stdout, _ = runCLI(t, "inspect", sys, "--json")
 	if code != 0 || !strings.Contains(stdout, `"format": "avb-footer"`) || !strings.Contains(stdout, `"original_image_size": 16777216`) {
 		t.Fatalf("inspect footer: %d %s", code, stdout)
 	}
-	if code, _, _ := runAVBCLI(t, "avb", "add-hash-footer", boot, "--partition-name", "boot", "--partition-size", "64K"); code != 4 {
+	if code, _, _ := runCLI(t, "avb", "add-hash-footer", boot, "--partition-name", "boot", "--partition-size", "64K"); code != 4 {
 		t.Fatalf("too small partition: exit %d, want 4", code)
 	}
 	pub := filepath.Join(tmp, "k.avbpubkey")
-	if code, _, stderr := runAVBCLI(t, "avb", "extract-public-key", filepath.Join(fx, "keys", "testkey_rsa4096.pem"), "-o", pub); code != 0 {
+	if code, _, stderr := runCLI(t, "avb", "extract-public-key", filepath.Join(fx, "keys", "testkey_rsa4096.pem"), "-o", pub); code != 0 {
 		t.Fatalf("extract: %s", stderr)
 	}
 	a, _ := os.ReadFile(pub)

@@ -2,29 +2,20 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/romforge/romforge/internal/validators"
 )
-
-func runBootCLI(t *testing.T, args ...string) (int, string, string) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	code := run(context.Background(), append([]string{"romforge"}, args...), strings.NewReader(""), &out, &errb)
-	return code, out.String(), errb.String()
-}
 
 func TestBootCLIRoundTrip(t *testing.T) {
 	fx := validators.Fixtures(t)
 	for _, name := range []string{"boot/boot-v0-dt.img", "boot/boot-v2.img", "boot/vendor_boot-v4.img", "avb/boot.img"} {
 		in := filepath.Join(fx, name)
 		dir := filepath.Join(t.TempDir(), "parts")
-		code, stdout, stderr := runBootCLI(t, "boot", "unpack", in, "-o", dir, "--json")
+		code, stdout, stderr := runCLI(t, "boot", "unpack", in, "-o", dir, "--json")
 		if code != 0 {
 			t.Fatalf("%s: unpack exit %d: %s", name, code, stderr)
 		}
@@ -36,7 +27,7 @@ func TestBootCLIRoundTrip(t *testing.T) {
 			t.Fatalf("%s: unpack JSON %q: %v", name, stdout, err)
 		}
 		out := filepath.Join(t.TempDir(), "re.img")
-		if code, _, stderr := runBootCLI(t, "boot", "repack", dir, "-o", out); code != 0 {
+		if code, _, stderr := runCLI(t, "boot", "repack", dir, "-o", out); code != 0 {
 			t.Fatalf("%s: repack exit %d: %s", name, code, stderr)
 		}
 		want, _ := os.ReadFile(in)
@@ -55,28 +46,28 @@ func TestBootCLICorrupt(t *testing.T) {
 	b, _ := os.ReadFile(filepath.Join(fx, "boot/boot-v2.img"))
 	bad := filepath.Join(t.TempDir(), "bad.img")
 	os.WriteFile(bad, b[:len(b)/3], 0o644)
-	if code, _, stderr := runBootCLI(t, "boot", "unpack", bad, "-o", t.TempDir()); code != 4 {
+	if code, _, stderr := runCLI(t, "boot", "unpack", bad, "-o", t.TempDir()); code != 4 {
 		t.Fatalf("truncated image: exit %d, want 4 (%s)", code, stderr)
 	}
-	if code, _, _ := runBootCLI(t, "inspect", bad); code != 4 {
+	if code, _, _ := runCLI(t, "inspect", bad); code != 4 {
 		t.Fatalf("inspect of a truncated boot image: exit %d, want 4", code)
 	}
 	empty := t.TempDir()
 	out := filepath.Join(t.TempDir(), "x.img")
-	if code, _, _ := runBootCLI(t, "boot", "repack", empty, "-o", out); code != 4 {
+	if code, _, _ := runCLI(t, "boot", "repack", empty, "-o", out); code != 4 {
 		t.Fatalf("repack of a directory without header.json: exit %d, want 4", code)
 	}
 	if _, err := os.Stat(out); err == nil {
 		t.Fatal("a failed repack left an output file")
 	}
-	if code, _, _ := runBootCLI(t, "boot", "unpack", bad); code != 2 {
+	if code, _, _ := runCLI(t, "boot", "unpack", bad); code != 2 {
 		t.Fatalf("unpack without -o: exit %d, want 2", code)
 	}
 }
 
 func TestBootInspect(t *testing.T) {
 	fx := validators.Fixtures(t)
-	code, stdout, stderr := runBootCLI(t, "inspect", filepath.Join(fx, "boot/vendor_boot-v4.img"), "--json")
+	code, stdout, stderr := runCLI(t, "inspect", filepath.Join(fx, "boot/vendor_boot-v4.img"), "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -12,17 +10,10 @@ import (
 	"github.com/romforge/romforge/internal/validators"
 )
 
-func runFsCLI(t *testing.T, args ...string) (int, string, string) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	code := run(context.Background(), append([]string{"romforge", "fs"}, args...), strings.NewReader(""), &out, &errb)
-	return code, out.String(), errb.String()
-}
-
 func TestFsCLI(t *testing.T) {
 	fx := validators.Fixtures(t)
 	img := filepath.Join(fx, "ext4/system.img")
-	code, out, errs := runFsCLI(t, "ls", img, "/bin", "--json")
+	code, out, errs := runCLI(t, "fs", "ls", img, "/bin", "--json")
 	if code != 0 {
 		t.Fatalf("ls exit %d: %s", code, errs)
 	}
@@ -39,21 +30,21 @@ func TestFsCLI(t *testing.T) {
 	if !found {
 		t.Fatalf("ls --json lacks a correct /bin/netd_fake: %s", out)
 	}
-	code, out, _ = runFsCLI(t, "ls", filepath.Join(fx, "ext4/system.sparse.img"), "-R")
+	code, out, _ = runCLI(t, "fs", "ls", filepath.Join(fx, "ext4/system.sparse.img"), "-R")
 	if code != 0 || !strings.Contains(out, "/bin/ls -> toybox") || !strings.Contains(out, "-rwxr-x---") {
 		t.Fatalf("ls -R of the sparse image: %d\n%s", code, out)
 	}
-	code, out, _ = runFsCLI(t, "cat", img, "/build.prop")
+	code, out, _ = runCLI(t, "fs", "cat", img, "/build.prop")
 	want, _ := os.ReadFile(filepath.Join(fx, "rom/system/build.prop"))
 	if code != 0 || out != string(want) {
 		t.Fatalf("cat build.prop: exit %d, %d bytes", code, len(out))
 	}
-	if code, _, _ = runFsCLI(t, "cat", img, "/nope"); code != 4 {
+	if code, _, _ = runCLI(t, "fs", "cat", img, "/nope"); code != 4 {
 		t.Fatalf("cat of a missing file: exit %d, want 4", code)
 	}
 	dir := t.TempDir()
 	ex := filepath.Join(dir, "system")
-	if code, _, errs = runFsCLI(t, "extract", img, ex, "--mount-point", "/system"); code != 0 {
+	if code, _, errs = runCLI(t, "fs", "extract", img, ex, "--mount-point", "/system"); code != 0 {
 		t.Fatalf("extract exit %d: %s", code, errs)
 	}
 	cfg, _ := os.ReadFile(ex + ".fs_config")
@@ -63,18 +54,18 @@ func TestFsCLI(t *testing.T) {
 	}
 	// Rebuild from the extracted dir with its fs_config and file_contexts, and from the image itself.
 	out1 := filepath.Join(dir, "from-dir.img")
-	code, _, errs = runFsCLI(t, "build", "--type", "ext4", "--shrink", "--margin", "1M", "--fs-config", ex+".fs_config",
+	code, _, errs = runCLI(t, "fs", "build", "--type", "ext4", "--shrink", "--margin", "1M", "--fs-config", ex+".fs_config",
 		"--file-contexts", ex+".file_contexts", "--mount-point", "/system", "--timestamp", "1700000000", ex, out1)
 	if code != 0 {
 		t.Fatalf("build from dir exit %d: %s", code, errs)
 	}
 	out2 := filepath.Join(dir, "from-img.simg")
-	code, out, errs = runFsCLI(t, "build", "--type", "ext4", "--size", "16M", "--journal", "--sparse", "--json", img, out2)
+	code, out, errs = runCLI(t, "fs", "build", "--type", "ext4", "--size", "16M", "--journal", "--sparse", "--json", img, out2)
 	if code != 0 || !strings.Contains(out, `"blocks_count": 4096`) {
 		t.Fatalf("build from image exit %d: %s %s", code, out, errs)
 	}
 	for _, p := range []string{out1, out2} {
-		code, out, _ = runFsCLI(t, "ls", p, "/bin/netd_fake", "--json")
+		code, out, _ = runCLI(t, "fs", "ls", p, "/bin/netd_fake", "--json")
 		if code != 0 || !strings.Contains(out, `"selinux": "u:object_r:netd_exec:s0"`) || !strings.Contains(out, `"capabilities": "0x3000"`) || !strings.Contains(out, `"gid": 2000`) {
 			t.Fatalf("%s: netd_fake lost metadata: %s", p, out)
 		}
@@ -82,10 +73,10 @@ func TestFsCLI(t *testing.T) {
 	if validators.Have("e2fsck") {
 		validators.Run(t, "e2fsck", "-fn", out1)
 	}
-	if code, _, _ = runFsCLI(t, "build", "--type", "ext4", ex, filepath.Join(dir, "x.img")); code != 2 {
+	if code, _, _ = runCLI(t, "fs", "build", "--type", "ext4", ex, filepath.Join(dir, "x.img")); code != 2 {
 		t.Fatalf("build without --size/--shrink: exit %d, want 2", code)
 	}
-	if code, _, _ = runFsCLI(t, "extract", img, ex); code != 3 {
+	if code, _, _ = runCLI(t, "fs", "extract", img, ex); code != 3 {
 		t.Fatalf("extract into a non-empty dir: exit %d, want 3", code)
 	}
 }
@@ -101,7 +92,7 @@ func TestFsExtractRefusesEscapes(t *testing.T) {
 	img := filepath.Join(t.TempDir(), "x.img")
 	validators.Run(t, "mke2fs", "-q", "-F", "-t", "ext4", "-d", src, img, "2M")
 	ex := filepath.Join(t.TempDir(), "out")
-	if code, _, errs := runFsCLI(t, "extract", img, ex); code != 0 {
+	if code, _, errs := runCLI(t, "fs", "extract", img, ex); code != 0 {
 		t.Fatalf("extract: %d %s", code, errs)
 	}
 	if tgt, err := os.Readlink(filepath.Join(ex, "evil")); err != nil || tgt != "/etc" {

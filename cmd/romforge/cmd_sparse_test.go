@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -11,13 +10,6 @@ import (
 
 	"github.com/romforge/romforge/internal/validators"
 )
-
-func runSparseCLI(t *testing.T, args ...string) (int, string, string) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	code := run(context.Background(), append([]string{"romforge", "sparse"}, args...), strings.NewReader(""), &out, &errb)
-	return code, out.String(), errb.String()
-}
 
 func TestSparseCLIRoundTrip(t *testing.T) {
 	dir := t.TempDir()
@@ -31,7 +23,7 @@ func TestSparseCLIRoundTrip(t *testing.T) {
 	in := filepath.Join(dir, "in.raw")
 	os.WriteFile(in, raw, 0o644)
 	sp := filepath.Join(dir, "out.simg")
-	code, stdout, stderr := runSparseCLI(t, "to-sparse", in, sp, "--json")
+	code, stdout, stderr := runCLI(t, "sparse", "to-sparse", in, sp, "--json")
 	if code != 0 {
 		t.Fatalf("to-sparse exit %d: %s", code, stderr)
 	}
@@ -47,7 +39,7 @@ func TestSparseCLIRoundTrip(t *testing.T) {
 		}
 	}
 	back := filepath.Join(dir, "back.raw")
-	if code, _, stderr := runSparseCLI(t, "to-raw", sp, back); code != 0 {
+	if code, _, stderr := runCLI(t, "sparse", "to-raw", sp, back); code != 0 {
 		t.Fatalf("to-raw exit %d: %s", code, stderr)
 	}
 	got, _ := os.ReadFile(back)
@@ -55,7 +47,7 @@ func TestSparseCLIRoundTrip(t *testing.T) {
 		t.Fatalf("to-raw gave %d bytes, not the zero-padded input", len(got))
 	}
 	pieces := filepath.Join(dir, "pieces")
-	code, stdout, stderr = runSparseCLI(t, "split", sp, "--max", "1M", "-o", pieces, "--json")
+	code, stdout, stderr = runCLI(t, "sparse", "split", sp, "--max", "1M", "-o", pieces, "--json")
 	if code != 0 {
 		t.Fatalf("split exit %d: %s", code, stderr)
 	}
@@ -93,22 +85,22 @@ func TestSparseCLIErrors(t *testing.T) {
 	in := filepath.Join(dir, "in.raw")
 	os.WriteFile(in, raw, 0o644)
 	sp := filepath.Join(dir, "in.simg")
-	if code, _, stderr := runSparseCLI(t, "to-sparse", in, sp, "--block-size", "1K"); code != 0 {
+	if code, _, stderr := runCLI(t, "sparse", "to-sparse", in, sp, "--block-size", "1K"); code != 0 {
 		t.Fatalf("to-sparse: %d %s", code, stderr)
 	}
 	full, _ := os.ReadFile(sp)
 	bad := filepath.Join(dir, "bad.simg")
 	os.WriteFile(bad, full[:len(full)-10], 0o644)
 	out := filepath.Join(dir, "out.raw")
-	code, _, stderr := runSparseCLI(t, "to-raw", bad, out)
+	code, _, stderr := runCLI(t, "sparse", "to-raw", bad, out)
 	if code != 4 || !strings.Contains(stderr, "sparse:") {
 		t.Fatalf("truncated input: exit %d, stderr %q", code, stderr)
 	}
-	code, _, _ = runSparseCLI(t, "to-raw", in, out) // a raw file is not a sparse image
+	code, _, _ = runCLI(t, "sparse", "to-raw", in, out) // a raw file is not a sparse image
 	if code != 4 {
 		t.Fatalf("raw input to to-raw: exit %d", code)
 	}
-	if code, _, _ := runSparseCLI(t, "split", bad, "--max", "1M", "-o", filepath.Join(dir, "p")); code != 4 {
+	if code, _, _ := runCLI(t, "sparse", "split", bad, "--max", "1M", "-o", filepath.Join(dir, "p")); code != 4 {
 		t.Fatalf("split of corrupt input: exit %d", code)
 	}
 	entries, _ := os.ReadDir(dir)
@@ -117,7 +109,7 @@ func TestSparseCLIErrors(t *testing.T) {
 			t.Errorf("left behind: %s", e.Name())
 		}
 	}
-	if code, _, _ := runSparseCLI(t, "split", in, "--max", "lots", "-o", dir); code != 2 {
+	if code, _, _ := runCLI(t, "sparse", "split", in, "--max", "lots", "-o", dir); code != 2 {
 		t.Fatalf("bad --max: exit %d", code)
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -12,17 +11,10 @@ import (
 	"github.com/romforge/romforge/internal/validators"
 )
 
-func runUnpackCLI(t *testing.T, args ...string) (int, string, string) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	code := run(context.Background(), append([]string{"romforge", "unpack"}, args...), strings.NewReader(""), &out, &errb)
-	return code, out.String(), errb.String()
-}
-
 func TestUnpackOTAZip(t *testing.T) {
 	fx := validators.Fixtures(t)
 	dir := t.TempDir()
-	code, stdout, stderr := runUnpackCLI(t, filepath.Join(fx, "payload/ota-full.zip"), "-o", dir, "--json", "--workers", "2")
+	code, stdout, stderr := runCLI(t, "unpack", filepath.Join(fx, "payload/ota-full.zip"), "-o", dir, "--json", "--workers", "2")
 	if code != 0 {
 		t.Fatalf("exit %d: %s %s", code, stdout, stderr)
 	}
@@ -65,13 +57,13 @@ func TestUnpackPartitionsAndErrors(t *testing.T) {
 	fx := validators.Fixtures(t)
 	in := filepath.Join(fx, "payload/full/payload.bin")
 	dir := t.TempDir()
-	if code, _, stderr := runUnpackCLI(t, in, "-o", dir, "--partitions", "vendor"); code != 0 {
+	if code, _, stderr := runCLI(t, "unpack", in, "-o", dir, "--partitions", "vendor"); code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 2 { // vendor.img + unpack.json
 		t.Fatalf("wrote %v", ents)
 	}
-	if code, _, _ := runUnpackCLI(t, in, "-o", t.TempDir(), "--partitions", "nosuch"); code != 2 {
+	if code, _, _ := runCLI(t, "unpack", in, "-o", t.TempDir(), "--partitions", "nosuch"); code != 2 {
 		t.Fatalf("unknown partition: exit %d, want 2", code)
 	}
 	// A corrupt payload exits 4 and leaves no image behind.
@@ -80,7 +72,7 @@ func TestUnpackPartitionsAndErrors(t *testing.T) {
 	bad := filepath.Join(t.TempDir(), "payload.bin")
 	os.WriteFile(bad, raw, 0o644)
 	out := t.TempDir()
-	code, stdout, _ := runUnpackCLI(t, bad, "-o", out, "--json")
+	code, stdout, _ := runCLI(t, "unpack", bad, "-o", out, "--json")
 	if code != 4 || !strings.Contains(stdout, "operation") {
 		t.Fatalf("corrupt: exit %d, %s", code, stdout)
 	}
@@ -93,7 +85,7 @@ func TestUnpackPartitionsAndErrors(t *testing.T) {
 			t.Fatalf("left %s behind", e.Name())
 		}
 	}
-	if code, _, _ := runUnpackCLI(t, filepath.Join(fx, "ext4/system.img"), "-o", t.TempDir()); code != 4 {
+	if code, _, _ := runCLI(t, "unpack", filepath.Join(fx, "ext4/system.img"), "-o", t.TempDir()); code != 4 {
 		t.Fatalf("not a container: exit %d, want 4", code)
 	}
 }
@@ -104,7 +96,7 @@ func TestUnpackDelta(t *testing.T) {
 	os.Symlink(filepath.Join(fx, "boot/boot-v4.img"), filepath.Join(old, "boot.img"))
 	os.Symlink(filepath.Join(fx, "ext4/system.img"), filepath.Join(old, "system.img"))
 	dir := t.TempDir()
-	if code, _, stderr := runUnpackCLI(t, filepath.Join(fx, "payload/delta/payload.bin"), "-o", dir, "--old", old); code != 0 {
+	if code, _, stderr := runCLI(t, "unpack", filepath.Join(fx, "payload/delta/payload.bin"), "-o", dir, "--old", old); code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
 	a, _ := os.ReadFile(filepath.Join(dir, "system.img"))
