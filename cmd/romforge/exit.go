@@ -116,8 +116,15 @@ func reportError(stdout, stderr io.Writer, asJSON bool, cmd *cli.Command, path s
 	}
 	h := hintFor(cmd, path, code, err)
 	if asJSON {
-		enc := json.NewEncoder(stdout)
-		_ = enc.Encode(map[string]any{"error": err.Error(), "exit_code": code, "hint": h})
+		doc := map[string]any{"error": err.Error(), "exit_code": code, "hint": h}
+		if t, ok := stdout.(*stdoutTracker); ok && t.wrote {
+			// The result is on stdout already (audit findings, a batch summary): the error is an event.
+			doc["event"] = "error"
+			b, _ := json.Marshal(doc)
+			stderr.Write(append(b, '\n'))
+			return code
+		}
+		_ = json.NewEncoder(stdout).Encode(doc)
 		return code
 	}
 	fmt.Fprintf(stderr, "romforge: %v\n", err)

@@ -23,9 +23,15 @@ func (e *env) printJSON(v any) error {
 	return enc.Encode(v)
 }
 
-// logf prints a log line on stderr unless --quiet.
+// logf prints a log line on stderr unless --quiet; with --json it is a {"event":"log"} line, so stderr
+// stays JSON lines.
 func (e *env) logf(format string, args ...any) {
 	if e.quiet {
+		return
+	}
+	if e.json {
+		b, _ := json.Marshal(map[string]string{"event": "log", "message": fmt.Sprintf(format, args...)})
+		e.stderr.Write(append(b, '\n'))
 		return
 	}
 	fmt.Fprintf(e.stderr, format+"\n", args...)
