@@ -42,7 +42,7 @@ type SizeLimit struct {
 func (l SizeLimit) Check(name string, size, evidence int64) error {
 	bound, why := l.Bound(name, evidence)
 	if size < 0 || size > bound {
-		return failure.Kinded(failure.ErrInvalid, fmt.Errorf("partition %q declares %d bytes, more than %s (%d bytes); if the image really is that large, pass --max-image-size", name, size, why, bound))
+		return failure.Kinded(failure.ErrInvalid, fmt.Errorf("partition %q declares %d bytes, more than %d (%s); if the image really is that large, pass --max-image-size", name, size, bound, why))
 	}
 	return nil
 }
@@ -61,7 +61,7 @@ func (l SizeLimit) Bound(name string, evidence int64) (int64, string) {
 	} else if evidence*RatioLimit > b {
 		b = evidence * RatioLimit
 	} else {
-		return b, fmt.Sprintf("the %d MiB any input may declare (only %d bytes of input data describe it)", FloorLimit>>20, max(evidence, 0))
+		return b, fmt.Sprintf("the %d MiB any input may declare; %d bytes of input data describe it", FloorLimit>>20, max(evidence, 0))
 	}
 	return b, fmt.Sprintf("%d× the %d bytes of input data describing it", RatioLimit, evidence)
 }

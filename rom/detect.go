@@ -241,7 +241,9 @@ func detectZip(in *Input, f *os.File) error {
 		in.Kind = KindBlockOTAZip
 		sort.Strings(tlists)
 		in.Partitions = tlists
-	case hasScript && hasSystem:
+	case hasSystem:
+		// Without its updater-script it is still a file OTA, a broken one: FileOTATree says what is missing
+		// rather than the input passing as an unknown zip.
 		in.Kind = KindFileOTAZip
 		in.Partitions = []string{"system"}
 	case byName["android-info.txt"] != nil:

@@ -58,52 +58,71 @@ func FileOTATree(zr *zip.Reader) (*OTATree, error) {
 	if err != nil {
 		return nil, err
 	}
-	src := "system"
+	if len(sc.Errors) > 0 {
+		more := ""
+		if len(sc.Errors) > 1 {
+			more = fmt.Sprintf(" (and %d more)", len(sc.Errors)-1)
+		}
+		return nil, failure.Kinded(failure.ErrInvalid, fmt.Errorf("rom: %s %s%s", UpdaterScriptPath, sc.Errors[0], more))
+	}
+	src, srcLine := "system", 0
 	for _, e := range sc.Extracts {
 		if e.Dir && e.Dest == "/system" {
-			src = strings.Trim(e.Source, "/")
+			src, srcLine = strings.Trim(e.Source, "/"), e.Line
 		}
 	}
 	t := &OTATree{Script: sc, entries: map[string]*otaEntry{}}
 	epoch := time.Unix(0, 0).UTC()
 	t.entries["."] = &otaEntry{meta: tree.Meta{Mode: fs.ModeDir | 0o755, ModTime: epoch}}
-	var mkdirs func(name string, mt time.Time) error
-	mkdirs = func(name string, mt time.Time) error {
+	// mkdirs makes name and its parents directories; child is the zip entry that needs them.
+	var mkdirs func(name string, mt time.Time, child string) error
+	mkdirs = func(name string, mt time.Time, child string) error {
 		if e, ok := t.entries[name]; ok {
-			if !e.meta.Mode.IsDir() {
-				return failure.Kinded(failure.ErrInvalid, fmt.Errorf("rom: %s is both a file and a directory in the OTA", name))
+			switch {
+			case e.meta.Mode.IsDir():
+				return nil
+			case e.meta.Mode&fs.ModeSymlink != 0:
+				return failure.Kinded(failure.ErrInvalid, fmt.Errorf("rom: zip entry %s lies inside %s, which is a symlink", quoteName(child), quoteName(src+"/"+name)))
 			}
-			return nil
+			return failure.Kinded(failure.ErrInvalid, fmt.Errorf("rom: zip entry %s needs %s to be a directory, but it is a file", quoteName(child), quoteName(src+"/"+name)))
 		}
-		if err := mkdirs(path.Dir(name), epoch); err != nil {
+		if err := mkdirs(path.Dir(name), epoch, child); err != nil {
 			return err
 		}
 		t.entries[name] = &otaEntry{meta: tree.Meta{Mode: fs.ModeDir | 0o755, ModTime: mt}}
 		return nil
 	}
+	found := 0
 	for _, f := range zr.File {
+		if err := checkEntry(f); err != nil {
+			return nil, err
+		}
 		rel, ok := strings.CutPrefix(f.Name, src+"/")
 		if !ok || strings.Trim(rel, "/") == "" {
 			continue
 		}
+		found++
 		name, err := tree.Clean(strings.TrimSuffix(rel, "/"))
 		if err != nil {
-			return nil, failure.Kinded(failure.ErrRefused, fmt.Errorf("rom: zip entry %q: %w", f.Name, err))
+			return nil, failure.Kinded(failure.ErrRefused, fmt.Errorf("rom: zip entry %s escapes the output: %w", quoteName(f.Name), tree.ErrEscape))
 		}
-		if err := mkdirs(path.Dir(name), epoch); err != nil {
+		if err := mkdirs(path.Dir(name), epoch, f.Name); err != nil {
 			return nil, err
 		}
 		if strings.HasSuffix(f.Name, "/") || f.Mode().IsDir() {
-			if err := mkdirs(name, f.Modified.UTC()); err != nil {
+			if err := mkdirs(name, f.Modified.UTC(), f.Name); err != nil {
 				return nil, err
 			}
 			continue
 		}
-		if _, dup := t.entries[name]; dup {
-			return nil, failure.Kinded(failure.ErrInvalid, fmt.Errorf("rom: %s appears twice in the OTA zip", f.Name))
+		if old, dup := t.entries[name]; dup {
+			if old.meta.Mode.IsDir() {
+				return nil, failure.Kinded(failure.ErrInvalid, fmt.Errorf("rom: zip entry %s is a file, but other entries make it a directory", quoteName(f.Name)))
+			}
+			return nil, failure.Kinded(failure.ErrInvalid, fmt.Errorf("rom: duplicate entry %s in the OTA zip", quoteName(f.Name)))
 		}
 		if f.UncompressedSize64 > 1<<40 {
-			return nil, failure.Kinded(failure.ErrInvalid, fmt.Errorf("rom: %s claims %d bytes", f.Name, f.UncompressedSize64))
+			return nil, failure.Kinded(failure.ErrInvalid, fmt.Errorf("rom: zip entry %s claims %d bytes", quoteName(f.Name), f.UncompressedSize64))
 		}
 		e := &otaEntry{meta: tree.Meta{Mode: 0o644, ModTime: f.Modified.UTC(), Size: int64(f.UncompressedSize64)}, zf: f}
 		if f.Mode()&fs.ModeSymlink != 0 {
@@ -115,6 +134,13 @@ func FileOTATree(zr *zip.Reader) (*OTATree, error) {
 		}
 		t.entries[name] = e
 	}
+	if found == 0 {
+		where := "the default"
+		if srcLine > 0 {
+			where = fmt.Sprintf("line %d's", srcLine)
+		}
+		return nil, failure.Kinded(failure.ErrInvalid, fmt.Errorf("rom: %s extracts %s to /system (%s package_extract_dir), but the zip has no entries under %s/: the system image would be empty", UpdaterScriptPath, quoteName(src), where, quoteName(src)))
+	}
 	for _, l := range sc.Symlinks {
 		rel, ok := strings.CutPrefix(l.Path, "/system/")
 		if !ok {
@@ -122,12 +148,12 @@ func FileOTATree(zr *zip.Reader) (*OTATree, error) {
 		}
 		name, err := tree.Clean(rel)
 		if err != nil {
-			return nil, failure.Kinded(failure.ErrRefused, fmt.Errorf("rom: updater-script line %d: symlink %q: %w", l.Line, l.Path, err))
+			return nil, failure.Kinded(failure.ErrRefused, fmt.Errorf("rom: updater-script line %d: symlink %s escapes /system: %w", l.Line, quoteName(l.Path), err))
 		}
 		if e, ok := t.entries[name]; ok && e.meta.Mode.IsDir() {
-			return nil, failure.Kinded(failure.ErrInvalid, fmt.Errorf("rom: updater-script line %d: symlink %s would replace a directory", l.Line, l.Path))
+			return nil, failure.Kinded(failure.ErrInvalid, fmt.Errorf("rom: updater-script line %d: symlink %s would replace a directory", l.Line, quoteName(l.Path)))
 		}
-		if err := mkdirs(path.Dir(name), epoch); err != nil {
+		if err := mkdirs(path.Dir(name), epoch, l.Path); err != nil {
 			return nil, err
 		}
 		// symlink() replaces whatever was extracted there, as recovery does.
@@ -159,15 +185,56 @@ func FileOTATree(zr *zip.Reader) (*OTATree, error) {
 	return t, nil
 }
 
+// Limits on zip entry names: Linux's PATH_MAX, and a depth no Android tree comes near (the recursion
+// that makes parent directories stays shallow).
+const (
+	maxNameLen = 4096
+	maxDepth   = 64
+)
+
+// quoteName quotes an entry name for a message, at most a few hundred bytes of it.
+func quoteName(s string) string {
+	const max = 200
+	if len(s) > max {
+		return fmt.Sprintf("%q… (%d bytes)", s[:max], len(s))
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+// checkEntry applies the rules every entry of an OTA zip must meet, naming the entry and the rule.
+func checkEntry(f *zip.File) error {
+	name := f.Name
+	if len(name) > maxNameLen {
+		return failure.Kinded(failure.ErrInvalid, fmt.Errorf("rom: zip entry %s: name longer than %d bytes", quoteName(name), maxNameLen))
+	}
+	// Both separators count: a name with "..\" escapes when a Windows tool extracts the zip.
+	els := strings.FieldsFunc(name, func(r rune) bool { return r == '/' || r == '\\' })
+	if strings.HasPrefix(name, "/") || strings.HasPrefix(name, "\\") || strings.ContainsRune(name, 0) || len(name) > 1 && name[1] == ':' {
+		return failure.Kinded(failure.ErrRefused, fmt.Errorf("rom: zip entry %s escapes the output (absolute name): %w", quoteName(name), tree.ErrEscape))
+	}
+	for _, el := range els {
+		if el == ".." {
+			return failure.Kinded(failure.ErrRefused, fmt.Errorf("rom: zip entry %s escapes the output (\"..\" in its name): %w", quoteName(name), tree.ErrEscape))
+		}
+	}
+	if len(els) > maxDepth {
+		return failure.Kinded(failure.ErrInvalid, fmt.Errorf("rom: zip entry %s nests %d levels deep (more than %d)", quoteName(name), len(els), maxDepth))
+	}
+	if t := f.Mode().Type(); t&^(fs.ModeDir|fs.ModeSymlink) != 0 {
+		return failure.Kinded(failure.ErrInvalid, fmt.Errorf("rom: zip entry %s has file type %v; an OTA holds only files, directories and symlinks", quoteName(name), t))
+	}
+	return nil
+}
+
 func readSmallEntry(f *zip.File, limit int64) (string, error) {
 	rc, err := f.Open()
 	if err != nil {
-		return "", failure.Kinded(failure.ErrInvalid, fmt.Errorf("rom: %s: %w", f.Name, err))
+		return "", failure.Kinded(failure.ErrInvalid, fmt.Errorf("rom: zip entry %s: %w", quoteName(f.Name), err))
 	}
 	defer rc.Close()
 	b, err := io.ReadAll(io.LimitReader(rc, limit+1))
 	if err != nil || int64(len(b)) > limit {
-		return "", failure.Kinded(failure.ErrInvalid, fmt.Errorf("rom: %s: unreadable or too long symlink target", f.Name))
+		return "", failure.Kinded(failure.ErrInvalid, fmt.Errorf("rom: zip entry %s: unreadable symlink target or longer than %d bytes", quoteName(f.Name), limit))
 	}
 	return string(b), nil
 }

@@ -44,7 +44,7 @@ func TestArmaniScript(t *testing.T) {
 	if len(s.Symlinks) != 4 || s.Symlinks[2] != (Symlink{"toolbox", "/system/bin/ps", 8}) || s.Symlinks[3].Target != "/system/lib/libGLESv2_adreno.so" {
 		t.Errorf("symlinks %+v", s.Symlinks)
 	}
-	if len(s.Extracts) != 1 || s.Extracts[0] != (Extract{"system", "/system", true}) {
+	if len(s.Extracts) != 1 || s.Extracts[0] != (Extract{Source: "system", Dest: "/system", Dir: true, Line: s.Extracts[0].Line}) || s.Extracts[0].Line == 0 {
 		t.Errorf("extracts %+v", s.Extracts)
 	}
 	if len(s.Warnings) != 1 || !strings.Contains(s.Warnings[0], "line 21") {
@@ -110,8 +110,39 @@ set_perm_recursive(0, 0, 0755, 077777, "/f");`)
 	if len(s.Perms) != 1 || s.Perms[0].Path != "/e" || *s.Perms[0].Mode != 0o644 {
 		t.Errorf("perms %+v", s.Perms)
 	}
-	if len(s.Warnings) != 7 {
-		t.Errorf("warnings %d: %v", len(s.Warnings), s.Warnings)
+	// Only the unknown key is a warning; every other call is invalid.
+	if len(s.Warnings) != 1 || len(s.Errors) != 6 {
+		t.Errorf("warnings %d: %v; errors %d: %v", len(s.Warnings), s.Warnings, len(s.Errors), s.Errors)
+	}
+}
+
+// Paths that climb out with "..", absolute or empty extract sources are errors, and the calls are
+// dropped: a script cannot silently extract nothing or set permissions somewhere else.
+func TestEscapingPaths(t *testing.T) {
+	for _, src := range []string{
+		`package_extract_dir("../..", "/system");`,
+		`package_extract_dir("/etc", "/system");`,
+		`package_extract_dir("", "/system");`,
+		`package_extract_dir("system", "/system/../vendor");`,
+		`package_extract_file("a/../../b", "/system/b");`,
+		`symlink("toolbox", "/system/../../etc/passwd");`,
+		`set_perm(0, 0, 0644, "/system/../x");`,
+		`set_perm_recursive(0, 0, 0755, 0644, "/system/bin", "../x");`,
+		`set_metadata("/system/../../x", "mode", "0644");`,
+		`set_metadata_recursive("..", "dmode", "0755");`,
+	} {
+		s, err := ParseScript(src)
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		if len(s.Errors) != 1 || len(s.Extracts)+len(s.Symlinks)+len(s.Perms) != 0 {
+			t.Errorf("%s: errors %v, extracts %v, symlinks %v, perms %v", src, s.Errors, s.Extracts, s.Symlinks, s.Perms)
+		}
+	}
+	long := `set_perm(0, 0, 0644, "/system/` + strings.Repeat("../", 100000) + `");`
+	s, err := ParseScript(long)
+	if err != nil || len(s.Errors) != 1 || len(s.Errors[0]) > 300 {
+		t.Fatalf("long path: %v, %d errors, first %d bytes", err, len(s.Errors), len(s.Errors[0]))
 	}
 }
 

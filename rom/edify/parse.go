@@ -229,7 +229,7 @@ func Parse(src string) (*Node, error) {
 		return nil, err
 	}
 	if t := p.peek(); t.kind != tEOF {
-		return nil, &SyntaxError{t.line, fmt.Sprintf("unexpected %q", t.val)}
+		return nil, &SyntaxError{t.line, fmt.Sprintf("unexpected %.60q", t.val)}
 	}
 	return n, nil
 }
@@ -293,7 +293,7 @@ func (p *parser) expect(k tokKind, what string) error {
 		if t.kind == tEOF {
 			return &SyntaxError{t.line, "unexpected end of script, expected " + what}
 		}
-		return &SyntaxError{t.line, fmt.Sprintf("unexpected %q, expected %s", t.val, what)}
+		return &SyntaxError{t.line, fmt.Sprintf("unexpected %.60q, expected %s", t.val, what)}
 	}
 	return nil
 }
@@ -370,7 +370,7 @@ func (p *parser) unary() (*Node, error) {
 	case tEOF:
 		return nil, &SyntaxError{t.line, "unexpected end of script"}
 	}
-	return nil, &SyntaxError{t.line, fmt.Sprintf("unexpected %q", t.val)}
+	return nil, &SyntaxError{t.line, fmt.Sprintf("unexpected %.60q", t.val)}
 }
 
 // Walk calls fn for n and every node below it in source order (a call before its arguments). It uses

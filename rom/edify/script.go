@@ -38,6 +38,7 @@ type Extract struct {
 	Source string `json:"source"`
 	Dest   string `json:"dest"`
 	Dir    bool   `json:"dir"`
+	Line   int    `json:"line"`
 }
 
 // Script is what an updater-script says about the files it installs.
@@ -50,6 +51,10 @@ type Script struct {
 	Devices []string `json:"devices"`
 	// Warnings list calls that could not be interpreted statically.
 	Warnings []string `json:"warnings,omitempty"`
+	// Errors list calls whose arguments are invalid (bad ids or modes, too few arguments, paths that
+	// climb out with ".."); recovery would misapply or reject them, so an image built from the script
+	// would be wrong. Each call is also left out of Perms, Symlinks and Extracts.
+	Errors []string `json:"errors,omitempty"`
 }
 
 // deviceProps are the properties device asserts compare.
@@ -86,6 +91,37 @@ func (s *Script) warnf(line int, format string, args ...any) {
 	if len(s.Warnings) < 100 {
 		s.Warnings = append(s.Warnings, fmt.Sprintf("line %d: ", line)+fmt.Sprintf(format, args...))
 	}
+}
+
+func (s *Script) errorf(line int, format string, args ...any) {
+	if len(s.Errors) < 100 {
+		s.Errors = append(s.Errors, fmt.Sprintf("line %d: ", line)+fmt.Sprintf(format, args...))
+	}
+}
+
+// climbs reports whether the script path p has a ".." element, NUL or is empty: cleaning it would
+// silently move it elsewhere (out of /system).
+func climbs(p string) bool {
+	if p == "" || strings.ContainsRune(p, 0) {
+		return true
+	}
+	for _, el := range strings.Split(p, "/") {
+		if el == ".." {
+			return true
+		}
+	}
+	return false
+}
+
+// checkPaths reports the first path argument that climbs, as an error of call name.
+func (s *Script) checkPaths(line int, name string, paths []string) bool {
+	for _, p := range paths {
+		if climbs(p) {
+			s.errorf(line, "%s: path %.100q is empty or climbs out with \"..\"", name, p)
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Script) deviceAssert(n *Node) {
@@ -154,17 +190,17 @@ func (s *Script) call(n *Node) {
 			return
 		}
 		if len(args) <= fixed {
-			s.warnf(n.Line, "%s needs at least %d arguments, has %d", n.Value, fixed+1, len(args))
+			s.errorf(n.Line, "%s needs at least %d arguments, has %d", n.Value, fixed+1, len(args))
 			return
 		}
 		op := PermOp{Recursive: rec, Line: n.Line}
 		var err error
 		if op.UID, err = parseU32(args[0], 10); err != nil {
-			s.warnf(n.Line, "%s: uid %q: %v", n.Value, args[0], err)
+			s.errorf(n.Line, "%s: uid %.40q is not a number", n.Value, args[0])
 			return
 		}
 		if op.GID, err = parseU32(args[1], 10); err != nil {
-			s.warnf(n.Line, "%s: gid %q: %v", n.Value, args[1], err)
+			s.errorf(n.Line, "%s: gid %.40q is not a number", n.Value, args[1])
 			return
 		}
 		if rec {
@@ -176,7 +212,10 @@ func (s *Script) call(n *Node) {
 			op.Mode, err = parseMode(args[2])
 		}
 		if err != nil {
-			s.warnf(n.Line, "%s: mode: %v", n.Value, err)
+			s.errorf(n.Line, "%s: mode: %v", n.Value, err)
+			return
+		}
+		if !s.checkPaths(n.Line, n.Value, args[fixed:]) {
 			return
 		}
 		for _, p := range args[fixed:] {
@@ -190,7 +229,10 @@ func (s *Script) call(n *Node) {
 			return
 		}
 		if len(args) < 3 || len(args)%2 != 1 {
-			s.warnf(n.Line, "%s needs a path and key/value pairs", n.Value)
+			s.errorf(n.Line, "%s needs a path and key/value pairs", n.Value)
+			return
+		}
+		if !s.checkPaths(n.Line, n.Value, args[:1]) {
 			return
 		}
 		op := PermOp{Path: devPath(args[0]), Recursive: n.Value == "set_metadata_recursive", Line: n.Line}
@@ -219,7 +261,7 @@ func (s *Script) call(n *Node) {
 				s.warnf(n.Line, "%s: unknown key %q ignored", n.Value, k)
 			}
 			if err != nil {
-				s.warnf(n.Line, "%s: %s %q: %v; call ignored", n.Value, k, v, err)
+				s.errorf(n.Line, "%s: %s %.40q is invalid", n.Value, k, v)
 				return
 			}
 		}
@@ -237,7 +279,10 @@ func (s *Script) call(n *Node) {
 			return
 		}
 		if len(args) < 2 {
-			s.warnf(n.Line, "symlink needs a target and at least one path")
+			s.errorf(n.Line, "symlink needs a target and at least one path")
+			return
+		}
+		if !s.checkPaths(n.Line, n.Value, args[1:]) {
 			return
 		}
 		for _, p := range args[1:] {
@@ -248,7 +293,16 @@ func (s *Script) call(n *Node) {
 		if !ok || len(args) < 1 {
 			return
 		}
-		e := Extract{Source: args[0], Dir: n.Value == "package_extract_dir"}
+		// The source names zip entries: relative, without "..". The destination must not climb either.
+		src := strings.TrimSuffix(args[0], "/")
+		if climbs(src) || strings.HasPrefix(src, "/") {
+			s.errorf(n.Line, "%s: source %.100q is not a path inside the package", n.Value, args[0])
+			return
+		}
+		if len(args) > 1 && !s.checkPaths(n.Line, n.Value, args[1:2]) {
+			return
+		}
+		e := Extract{Source: args[0], Dir: n.Value == "package_extract_dir", Line: n.Line}
 		if len(args) > 1 {
 			e.Dest = devPath(args[1])
 		}
