@@ -25,7 +25,8 @@ func init() {
 		unpacker{kind: "rom", match: func(in *unpackInput) bool {
 			r, err := pipeline.Open(in.path, nil)
 			if err != nil {
-				return false
+				// A ROM with a problem is still a ROM: unpackROM then reports which entry and rule failed.
+				return isROMKind(in.path)
 			}
 			r.Close()
 			return true
