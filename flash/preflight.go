@@ -399,7 +399,12 @@ func Preflight(ctx context.Context, d Device, p *plan.Plan, opt PreflightOptions
 		}
 	}
 	if p.Wipe {
-		cmds = append(cmds, Command{Op: plan.OpErase, Partition: "userdata"}, Command{Op: plan.OpErase, Partition: "metadata"})
+		cmds = append(cmds, Command{Op: plan.OpErase, Partition: "userdata"})
+		// Only phones with dynamic partitions or FBE v2 have metadata; erasing a partition the phone
+		// lacks fails the run after everything else was written.
+		if p.Device.Dynamic || getvar(ctx, d, "partition-size:metadata") != "" {
+			cmds = append(cmds, Command{Op: plan.OpErase, Partition: "metadata"})
+		}
 	}
 	if ab && len(slots) > 0 {
 		cmds = append(cmds, Command{Op: plan.OpSetActive, Slot: slots[0]})

@@ -29,11 +29,19 @@ var dialDevice func(ctx context.Context, serial string) (flash.Device, io.Closer
 // listDevices returns the serials of connected fastboot devices (for --all).
 var listDevices func(ctx context.Context) ([]string, error)
 
+// planOptions are the flags that change which steps a loader plans (a Xiaomi ROM picks its script by
+// them).
+type planOptions struct {
+	Wipe bool
+	// Script is --script: "" (keep user data), all, except-storage or all-lock.
+	Script string
+}
+
 // planLoaders turn a TARGET into a plan; the first that accepts it wins (bundles here, Xiaomi ROMs in
 // their own file).
-var planLoaders = []func(target string, d *devices.Device) (*plan.Plan, bool, error){loadBundlePlan}
+var planLoaders = []func(target string, d *devices.Device, o planOptions) (*plan.Plan, bool, error){loadBundlePlan}
 
-func loadBundlePlan(target string, d *devices.Device) (*plan.Plan, bool, error) {
+func loadBundlePlan(target string, d *devices.Device, _ planOptions) (*plan.Plan, bool, error) {
 	if _, err := os.Stat(filepath.Join(target, bundle.ManifestName)); err != nil {
 		return nil, false, nil
 	}
@@ -64,7 +72,8 @@ func init() {
 			&cli.BoolFlag{Name: "all", Usage: "flash every connected fastboot device concurrently (shops)"},
 			&cli.StringFlag{Name: "device", Aliases: []string{"d"}, Usage: "catalog device (needed for PARTITION=IMAGE pairs)"},
 			&cli.StringFlag{Name: "slot", Usage: "a, b, all or other (A/B devices; default: the inactive slot, then activate it)"},
-			&cli.BoolFlag{Name: "wipe", Usage: "erase userdata and metadata too"},
+			&cli.BoolFlag{Name: "wipe", Usage: "erase userdata and metadata too (a Xiaomi fastboot ROM keeps user data without it)"},
+			&cli.StringFlag{Name: "script", Usage: "Xiaomi fastboot ROM: all (flash_all, wipes data), except-storage (keeps data) or all-lock (refused: romforge never relocks)"},
 			&cli.BoolFlag{Name: "skip-reboot", Usage: "do not reboot at the end"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the exact command sequence; write nothing"},
 			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask for confirmation"},
@@ -106,7 +115,7 @@ func buildPlan(c *cli.Context) (*plan.Plan, error) {
 			return nil, usagef("flash: one TARGET at a time")
 		}
 		for _, load := range planLoaders {
-			pl, ok, err := load(args[0], d)
+			pl, ok, err := load(args[0], d, planOptions{Wipe: c.Bool("wipe"), Script: c.String("script")})
 			if err != nil {
 				return nil, err
 			}
@@ -119,7 +128,10 @@ func buildPlan(c *cli.Context) (*plan.Plan, error) {
 			return nil, failure.Kinded(failure.ErrInvalid, fmt.Errorf("flash: %s is neither a romforge bundle nor a Xiaomi fastboot ROM", args[0]))
 		}
 	}
-	p.Slot = c.String("slot")
+	// --slot wins; without it a loader's own choice stands (a Xiaomi script's _ab flashes both slots).
+	if s := c.String("slot"); s != "" || p.Slot == "" {
+		p.Slot = s
+	}
 	p.Wipe = c.Bool("wipe")
 	p.SkipReboot = c.Bool("skip-reboot")
 	return p, nil

@@ -16,14 +16,19 @@ import (
 
 func init() { planLoaders = append(planLoaders, loadXiaomiPlan) }
 
-// loadXiaomiPlan turns a Xiaomi fastboot ROM's flash_all script (parsed, never run) into a plan; a .tgz
-// is unpacked into the cache first (refusing path escapes).
-func loadXiaomiPlan(target string, d *devices.Device) (*plan.Plan, bool, error) {
+// loadXiaomiPlan turns a Xiaomi fastboot ROM's flash script (parsed, never run) into a plan; a .tgz
+// is unpacked into the cache first (refusing path escapes). User data is kept unless --wipe or a named
+// --script says otherwise (xiaomi.Choose picks the script and drops wipe steps, saying so in the notes).
+func loadXiaomiPlan(target string, d *devices.Device, o planOptions) (*plan.Plan, bool, error) {
 	in, err := rom.Detect(target)
 	if err != nil || (in.Kind != rom.KindXiaomiFastbootTGZ && in.Kind != rom.KindXiaomiFastbootDir) {
 		return nil, false, nil
 	}
 	r, err := xiaomi.Open(context.Background(), target)
+	if err != nil {
+		return nil, true, err
+	}
+	choice, err := r.Choose(o.Script, o.Wipe)
 	if err != nil {
 		return nil, true, err
 	}
@@ -60,16 +65,22 @@ func loadXiaomiPlan(target string, d *devices.Device) (*plan.Plan, bool, error) 
 		}
 		root = dir
 	}
-	p := &plan.Plan{Device: d, Codename: d.Codename, Products: r.Products, AntiVersion: r.AntiVersion}
-	for _, s := range r.Steps {
+	p := &plan.Plan{Device: d, Codename: d.Codename, Products: r.Products, AntiVersion: r.AntiVersion, Notes: choice.Notes}
+	for _, s := range choice.Steps {
 		st := plan.Step{Op: s.Op, Partition: s.Partition}
 		switch s.Op {
-		case "format":
+		case xiaomi.OpWipe:
+			// fastboot -w: userdata, and cache and metadata where the phone has them.
+			for _, part := range wipedBy(d) {
+				p.Steps = append(p.Steps, plan.Step{Op: plan.OpErase, Partition: part})
+			}
+			continue
+		case xiaomi.OpFormat:
 			st.Op = plan.OpErase // fastboot format = erase plus a fresh filesystem the OS makes on boot
 		case xiaomi.OpFlash:
 			st.Image = filepath.Join(root, filepath.FromSlash(s.Image))
 			st.Partition = strings.TrimSuffix(s.Partition, "_ab")
-			if s.Slot == "all" && p.Slot == "" {
+			if s.Slot == "all" && p.Slot == "" && d.AB {
 				p.Slot = "all"
 			}
 			if cp, ok := d.Partition(strings.TrimSuffix(strings.TrimSuffix(st.Partition, "_a"), "_b")); ok {
@@ -81,4 +92,19 @@ func loadXiaomiPlan(target string, d *devices.Device) (*plan.Plan, bool, error) 
 		p.Steps = append(p.Steps, st)
 	}
 	return p, true, nil
+}
+
+// wipedBy lists what fastboot -w erases on d: userdata, plus metadata on dynamic-partition phones and
+// cache on the A-only phones that have one (the AOSP client skips the ones the phone lacks).
+func wipedBy(d *devices.Device) []string {
+	parts := []string{"userdata"}
+	_, hasCache := d.Partition("cache")
+	if hasCache || (!d.AB && !d.Dynamic) {
+		parts = append(parts, "cache")
+	}
+	_, hasMeta := d.Partition("metadata")
+	if hasMeta || d.Dynamic {
+		parts = append(parts, "metadata")
+	}
+	return parts
 }

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/romforge/romforge/devices"
+	"github.com/romforge/romforge/flash/emulator"
+)
+
+// plantUserData writes recognisable bytes into the emulated phone's userdata, as a customer's data.
+func plantUserData(t *testing.T, em *emulator.Device) []byte {
+	t.Helper()
+	data := bytes.Repeat([]byte("customer photos "), 4096)
+	if err := os.WriteFile(em.PartitionPath("userdata"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// checkFlashed proves every image of the ROM landed on its partition (both slots for _ab) and returns
+// how many partitions were written.
+func checkFlashed(t *testing.T, em *emulator.Device, d *devices.Device, rom stockROM) int {
+	t.Helper()
+	changes := em.Changes()
+	n := 0
+	for part, img := range rom.Images {
+		want, _ := os.ReadFile(img)
+		names := []string{part}
+		if rom.Slotted[part] {
+			names = []string{part + "_a", part + "_b"}
+		}
+		for _, name := range names {
+			got, _ := os.ReadFile(em.PartitionPath(name))
+			if len(got) < len(want) || !bytes.Equal(got[:len(want)], want) || changes[name] != 1 {
+				t.Errorf("%s: %s not flashed with %s (changes %d)", d.Codename, name, filepath.Base(img), changes[name])
+			}
+			n++
+		}
+	}
+	return n
+}
+
+// TestStockXiaomiROMKeepsUserData flashes generated stock-style Xiaomi fastboot ROMs (firmware
+// included) to emulated phones of their model: user data survives unless --wipe, the lock script is
+// refused, and the product and anti-rollback checks refuse before a byte is written.
+func TestStockXiaomiROMKeepsUserData(t *testing.T) {
+	cat, err := devices.Builtin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	for i, codename := range []string{"spes", "raphael"} {
+		d, _ := cat.Lookup(codename)
+		rom := writeStockROM(t, d, int64(17+i), 1)
+		if len(rom.Images) < 12 {
+			t.Fatalf("%s: the generated ROM flashes only %d partitions", codename, len(rom.Images))
+		}
+
+		// Default: flash_all_except_storage.sh; userdata and metadata untouched.
+		em, serial := startEmulator(t, codename, emulator.Options{})
+		data := plantUserData(t, em)
+		code, stdout, stderr := runCLI(t, "flash", rom.Root, "--serial", serial, "--yes")
+		if code != 0 {
+			t.Fatalf("%s: exit %d\n%s\n%s", codename, code, stdout, stderr)
+		}
+		if !strings.Contains(stdout+stderr, "user data kept: flash_all_except_storage.sh") {
+			t.Errorf("%s: output does not say user data is kept:\n%s\n%s", codename, stdout, stderr)
+		}
+		written := checkFlashed(t, em, d, rom)
+		if codename == "spes" && written < 30 {
+			t.Errorf("spes: only %d partitions written, a stock ROM writes about 30", written)
+		}
+		if got, _ := os.ReadFile(em.PartitionPath("userdata")); !bytes.Equal(got, data) {
+			t.Errorf("%s: userdata changed although --wipe was not given", codename)
+		}
+		if c := em.Changes(); c["userdata"] != 0 || c["metadata"] != 0 {
+			t.Errorf("%s: userdata/metadata written: %v", codename, c)
+		}
+
+		// No except_storage script: flash_all without its wipe steps, said so.
+		for _, s := range []string{"flash_all_except_storage.sh", "flash_all_except_storage.bat"} {
+			os.Remove(filepath.Join(rom.Root, s))
+		}
+		em2, serial2 := startEmulator(t, codename, emulator.Options{})
+		data = plantUserData(t, em2)
+		code, stdout, stderr = runCLI(t, "flash", rom.Root, "--serial", serial2, "--yes")
+		if code != 0 || !strings.Contains(stdout+stderr, "dropped flash_all.sh line") {
+			t.Fatalf("%s without except_storage: exit %d\n%s\n%s", codename, code, stdout, stderr)
+		}
+		checkFlashed(t, em2, d, rom)
+		if got, _ := os.ReadFile(em2.PartitionPath("userdata")); !bytes.Equal(got, data) || em2.Changes()["userdata"] != 0 {
+			t.Errorf("%s: userdata changed when flash_all.sh's erase should have been dropped", codename)
+		}
+
+		// --wipe: flash_all as written, userdata erased.
+		em3, serial3 := startEmulator(t, codename, emulator.Options{})
+		plantUserData(t, em3)
+		code, stdout, stderr = runCLI(t, "flash", rom.Root, "--serial", serial3, "--yes", "--wipe")
+		if code != 0 {
+			t.Fatalf("%s --wipe: exit %d\n%s\n%s", codename, code, stdout, stderr)
+		}
+		checkFlashed(t, em3, d, rom)
+		if got, _ := os.ReadFile(em3.PartitionPath("userdata")); len(got) != 0 || em3.Changes()["userdata"] == 0 {
+			t.Errorf("%s --wipe: userdata not erased (%d bytes left)", codename, len(got))
+		}
+		if d.Dynamic && em3.Changes()["metadata"] == 0 {
+			t.Errorf("%s --wipe: metadata not erased", codename)
+		}
+
+		// Refusals write nothing: the lock script, another model's phone, a higher anti-rollback level.
+		for _, tc := range []struct {
+			name, device string
+			opt          emulator.Options
+			args         []string
+			want         string
+		}{
+			{"all-lock", codename, emulator.Options{}, []string{"--script", "all-lock"}, "never relocks"},
+			{"wrong phone", map[string]string{"spes": "raphael", "raphael": "spes"}[codename], emulator.Options{}, nil, "wrong phone"},
+			{"anti-rollback", codename, emulator.Options{Anti: "2"}, nil, "anti-rollback"},
+		} {
+			emR, serialR := startEmulator(t, tc.device, tc.opt)
+			code, stdout, stderr := runCLI(t, append([]string{"flash", rom.Root, "--serial", serialR, "--yes"}, tc.args...)...)
+			if code != 3 || !strings.Contains(stdout+stderr, tc.want) || emR.Writes() != 0 || emR.Mutations() != 0 {
+				t.Errorf("%s %s: exit %d, writes %d, mutations %d\n%s\n%s", codename, tc.name, code, emR.Writes(), emR.Mutations(), stdout, stderr)
+			}
+		}
+	}
+}
