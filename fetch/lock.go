@@ -3,35 +3,29 @@ package fetch
 import (
 	"context"
 	"fmt"
-	"os"
-	"strconv"
 	"time"
+
+	"github.com/gofrs/flock"
 
 	"github.com/romforge/romforge/internal/failure"
 )
 
-// lockFile takes an exclusive lock file next to a download so two processes never write the same .part.
-// A lock whose owner process is gone is taken over.
+// lockFile takes an exclusive lock next to a download so two processes never write the same .part. It is
+// an OS file lock (flock on Unix, LockFileEx on Windows): the kernel drops it when its owner exits however
+// it exits, so there is no stale lock to take over and no pid to be fooled by.
 func lockFile(ctx context.Context, path string, wait time.Duration, sleep func(context.Context, time.Duration) error) (func(), error) {
+	l := flock.New(path)
 	deadline := time.Now().Add(wait)
 	for {
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-		if err == nil {
-			f.WriteString(strconv.Itoa(os.Getpid()))
-			f.Close()
-			return func() { os.Remove(path) }, nil
+		ok, err := l.TryLock()
+		if err != nil {
+			return nil, failure.Kinded(failure.ErrIO, fmt.Errorf("fetch: locking %s: %w", path, err))
 		}
-		if !os.IsExist(err) {
-			return nil, err
-		}
-		if b, err := os.ReadFile(path); err == nil {
-			if pid, err := strconv.Atoi(string(b)); err == nil && !pidAlive(pid) {
-				os.Remove(path) // its owner is gone
-				continue
-			}
+		if ok {
+			return func() { l.Unlock() }, nil
 		}
 		if time.Now().After(deadline) {
-			return nil, failure.Kinded(failure.ErrIO, fmt.Errorf("release: another romforge is downloading the same file (%s); try again when it is done", path))
+			return nil, failure.Kinded(failure.ErrIO, fmt.Errorf("fetch: another romforge is downloading the same file (%s); try again when it is done", path))
 		}
 		if err := sleep(ctx, 200*time.Millisecond); err != nil {
 			return nil, err
