@@ -74,7 +74,7 @@ func Download(ctx context.Context, b Build, opt DownloadOptions) (string, error)
 		return "", err
 	}
 	final := filepath.Join(opt.Dir, name)
-	unlock, err := lockFile(ctx, final+".lock", opt.LockWait, opt.Sleep)
+	unlock, err := lockFile(ctx, filepath.Join(opt.Dir, ".locks", name+".lock"), opt.LockWait, opt.Sleep)
 	if err != nil {
 		return "", err
 	}
@@ -89,6 +89,10 @@ func Download(ctx context.Context, b Build, opt DownloadOptions) (string, error)
 	}
 
 	part := final + ".part"
+	if b.Size <= 0 {
+		// A bare URL states no size: ask the server, so progress shows a percentage and an ETA.
+		b.Size = contentLength(ctx, opt.HTTP, b.URL)
+	}
 	task := &positionTask{t: progress.OrDiscard(opt.Progress).Task(name, b.Size), total: b.Size}
 	var lastErr error
 	for attempt := 0; attempt <= opt.Retries; attempt++ {
@@ -109,6 +113,9 @@ func Download(ctx context.Context, b Build, opt DownloadOptions) (string, error)
 		}
 	}
 	if lastErr != nil {
+		if st, err := os.Stat(part); err == nil && st.Size() > 0 && ctx.Err() == nil {
+			lastErr = fmt.Errorf("%w (the %d bytes received are kept in %s: run the same command again to resume)", lastErr, st.Size(), part)
+		}
 		task.Done(lastErr)
 		return "", lastErr
 	}
@@ -290,4 +297,21 @@ func fileMatches(path string, c Checksum) (bool, error) {
 		return false, err
 	}
 	return c.Matches(h.Sum(nil)), nil
+}
+
+// contentLength asks the server for a file's size with HEAD (0 when it does not say).
+func contentLength(ctx context.Context, c *http.Client, url string) int64 {
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, url, nil)
+	if err != nil {
+		return 0
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.ContentLength < 0 {
+		return 0
+	}
+	return resp.ContentLength
 }

@@ -277,7 +277,7 @@ func TestDownloadWrongChecksumLeavesNothing(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 	ents, _ := os.ReadDir(dir)
-	if len(ents) != 0 {
+	if len(ents) != 1 || ents[0].Name() != ".locks" {
 		t.Fatalf("left in cache: %v", ents)
 	}
 	// No checksum at all is refused unless allowed.
