@@ -3,4 +3,9 @@
 // checksums; Download streams into the cache as NAME.part, resumes with HTTP Range (restarting when the
 // file changed), retries dropped connections, hashes while streaming and renames only after the checksum
 // matches. OTA zips' whole-file signatures (signapk) are verified too. Tokens are never printed or logged.
+//
+// Retries are our own rather than a request-level retrying client (such as go-retryablehttp): a download
+// that drops must continue from the bytes already on disk with Range and If-Range, which a request-level retry cannot do;
+// the transport retries only GET and HEAD, on connection errors and 5xx, with doubling back-off. The cross-process
+// download lock is github.com/gofrs/flock.
 package fetch

@@ -1,7 +1,8 @@
 // Package bspatch applies bsdiff patches as update_engine uses them: the classic "BSDIFF40" format (three
 // bzip2 streams) and AOSP's "BSDF2" format, whose control, diff and extra streams are each stored raw, as
 // bzip2 or as brotli. The old data is read through an io.ReaderAt and the new data streamed to an
-// io.Writer, so memory stays small whatever the sizes.
+// io.Writer, so memory stays small whatever the sizes. It is our own because the Go bsdiff libraries know
+// only BSDIFF40 and hold both files in memory.
 package bspatch
 
 import (
