@@ -17,6 +17,16 @@ if [[ -n "$bad" ]]; then echo "gofmt needed on:"; echo "$bad"; exit 1; fi
 step "go vet"
 go vet ./...
 
+step "workflow lint (actionlint, with shellcheck on every run: script)"
+# actionlint is a Go tool dependency (go.mod `tool`); without shellcheck it would skip the shell
+# checks silently, so a missing shellcheck fails here.
+if ! command -v shellcheck >/dev/null; then
+  echo "shellcheck is not installed: apt-get install shellcheck (scripts/install-validators.sh does it as root)"
+  exit 1
+fi
+go tool actionlint -shellcheck "$(command -v shellcheck)" .github/workflows/*.yml
+echo "workflows clean"
+
 step "go test"
 go test -timeout 20m ./...
 

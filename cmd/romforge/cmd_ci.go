@@ -8,7 +8,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/romforge/romforge/ci"
-	"github.com/romforge/romforge/devices"
 	"github.com/romforge/romforge/internal/failure"
 )
 
@@ -25,7 +24,7 @@ func init() {
 			},
 			Action: func(c *cli.Context) error {
 				e := envOf(c)
-				cat, err := devices.Builtin()
+				cat, err := loadCatalog()
 				if err != nil {
 					return err
 				}

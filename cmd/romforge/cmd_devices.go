@@ -23,6 +23,20 @@ func init() {
 	})
 }
 
+// originOf marks a catalog entry: builtin, user (a file of the user catalog), or builtin+user when
+// the user catalog added sources to a built-in device.
+func originOf(d *devices.Device) string {
+	if d.Origin != "builtin" {
+		return "user"
+	}
+	for _, s := range d.Sources {
+		if s.Origin != "builtin" {
+			return "builtin+user"
+		}
+	}
+	return "builtin"
+}
+
 func yesNo(b bool) string {
 	if b {
 		return "yes"
@@ -51,7 +65,7 @@ func runDevices(c *cli.Context) error {
 		return err
 	}
 	e := envOf(c)
-	cat, err := devices.Builtin()
+	cat, err := loadCatalog()
 	if err != nil {
 		return err
 	}
@@ -59,9 +73,9 @@ func runDevices(c *cli.Context) error {
 		return e.printJSON(cat.Devices)
 	}
 	tw := e.table()
-	fmt.Fprintln(tw, e.bold("CODENAME\tNAME\tA/B\tDYNAMIC\tFS\tANTI-ROLLBACK"))
+	fmt.Fprintln(tw, e.bold("CODENAME\tNAME\tA/B\tDYNAMIC\tFS\tANTI-ROLLBACK\tORIGIN"))
 	for _, d := range cat.Devices {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.Codename, strings.Join(d.Names, " / "), yesNo(d.AB), yesNo(d.Dynamic), deviceFS(d), antiString(d.AntiRollback))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Codename, strings.Join(d.Names, " / "), yesNo(d.AB), yesNo(d.Dynamic), deviceFS(d), antiString(d.AntiRollback), originOf(d))
 	}
 	return tw.Flush()
 }
@@ -71,7 +85,7 @@ func runDevicesShow(c *cli.Context) error {
 		return err
 	}
 	e := envOf(c)
-	cat, err := devices.Builtin()
+	cat, err := loadCatalog()
 	if err != nil {
 		return err
 	}
@@ -84,6 +98,7 @@ func runDevicesShow(c *cli.Context) error {
 	}
 	w := e.stdout
 	fmt.Fprintf(w, "%s (%s %s)\n", e.bold(d.Codename), d.Vendor, strings.Join(d.Names, " / "))
+	fmt.Fprintf(w, "  origin:         %s\n", d.Origin)
 	if len(d.Aliases) > 0 {
 		fmt.Fprintf(w, "  aliases:        %s\n", strings.Join(d.Aliases, ", "))
 	}
@@ -120,10 +135,20 @@ func runDevicesShow(c *cli.Context) error {
 		fmt.Fprintln(w, "  sources:")
 		for _, s := range d.Sources {
 			where := s.Repo
-			if s.Kind == "lineage-api" {
+			switch {
+			case s.Kind == "lineage-api" || s.URL != "":
 				where = s.URL
+			case s.Kind == "ota-json":
+				where = s.Repo + "/" + s.Path
+				if s.Ref != "" {
+					where += "@" + s.Ref
+				}
 			}
-			fmt.Fprintf(w, "    %s: %s %s (%s, checksum %s)\n", s.Name, s.Kind, where, s.Family, s.Checksum)
+			from := ""
+			if s.Origin != "" && s.Origin != "builtin" {
+				from = " [from " + s.Origin + "]"
+			}
+			fmt.Fprintf(w, "    %s: %s %s (%s, checksum %s)%s\n", s.Name, s.Kind, where, s.Family, s.Checksum, from)
 		}
 	}
 	if d.Notes != "" {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -15,8 +16,8 @@ import (
 
 var sourceFlags = []cli.Flag{
 	&cli.StringFlag{Name: "device", Aliases: []string{"d"}, Usage: "device codename, alias or name"},
-	&cli.StringFlag{Name: "source", Usage: "release source name from the catalog (default: all / the first)"},
-	&cli.StringFlag{Name: "tag", Usage: "release tag (GitHub) or version (LineageOS API)"},
+	&cli.StringFlag{Name: "source", Usage: "a catalog source name (default: all, in catalog order), or a source of your own: github:OWNER/REPO[:ASSET_REGEX], ota-json:URL or ota-json:OWNER/REPO/PATH[@REF]"},
+	&cli.StringFlag{Name: "tag", Usage: "release tag (GitHub), or version or file name (JSON sources)"},
 	&cli.BoolFlag{Name: "pre", Usage: "include pre-releases"},
 	&cli.StringFlag{Name: "token", Usage: "GitHub token (default $GITHUB_TOKEN; never printed)", EnvVars: []string{"GITHUB_TOKEN"}},
 	&cli.StringFlag{Name: "github-api", Usage: "GitHub API base URL (GitHub Enterprise, tests)"},
@@ -26,13 +27,13 @@ var sourceFlags = []cli.Flag{
 func init() {
 	register(&cli.Command{
 		Name:   "releases",
-		Usage:  "list community ROM builds for a device across its release sources",
+		Usage:  "list community ROM builds for a device across its release sources (a failed source is a warning while another answers)",
 		Flags:  sourceFlags,
 		Action: runReleases,
 	})
 	register(&cli.Command{
 		Name:  "fetch",
-		Usage: "download a ROM build, verified (checksum, resume, cache, OTA signature); prints its path",
+		Usage: "download a ROM build, verified (checksum, resume, cache, OTA signature), trying the device's sources in catalog order; prints its path",
 		Flags: append(append([]cli.Flag{}, sourceFlags...),
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "directory for the file (default: the cache's downloads folder)"},
 			&cli.StringFlag{Name: "url", Usage: "download this URL instead of a catalog source"},
@@ -44,44 +45,74 @@ func init() {
 	})
 }
 
-// sourcesFor builds the release sources of a device.
+// loadCatalog is the embedded catalog plus the user's ($XDG_CONFIG_HOME/romforge/devices).
+func loadCatalog() (*devices.Catalog, error) { return devices.Default() }
+
+// sourcesFor builds the release sources of a device (d may be nil when --source names a source of
+// the user's own), in catalog order.
 func sourcesFor(c *cli.Context, d *devices.Device) ([]fetch.Source, []devices.Source, error) {
-	var out []fetch.Source
-	var specs []devices.Source
-	for _, s := range d.Sources {
-		if c.String("source") != "" && s.Name != c.String("source") {
-			continue
-		}
-		switch s.Kind {
-		case "github":
-			g, err := fetch.NewGitHub(s, fetch.GitHubOptions{Token: c.String("token"), API: c.String("github-api"), Wait: c.Bool("wait")})
-			if err != nil {
-				return nil, nil, err
-			}
-			out = append(out, g)
-		case "lineage-api":
-			out = append(out, fetch.NewLineage(s, nil))
-		}
-		specs = append(specs, s)
+	opt := fetch.Options{GitHub: fetch.GitHubOptions{Token: c.String("token"), API: c.String("github-api"), Wait: c.Bool("wait")}}
+	want := c.String("source")
+	spec, isSpec, err := fetch.ParseSpec(want)
+	if err != nil {
+		return nil, nil, err
 	}
-	if len(out) == 0 {
+	var specs []devices.Source
+	switch {
+	case isSpec:
+		specs = []devices.Source{spec}
+	case d == nil:
+		return nil, nil, usagef("%s: give --device, or --source github:OWNER/REPO / ota-json:URL", c.Command.Name)
+	default:
+		for _, s := range d.Sources {
+			if want == "" || s.Name == want {
+				specs = append(specs, s)
+			}
+		}
+	}
+	if len(specs) == 0 {
 		var names []string
 		for _, s := range d.Sources {
 			names = append(names, s.Name)
 		}
-		if c.String("source") != "" {
-			return nil, nil, usagef("device %s has no source %q (sources: %s)", d.Codename, c.String("source"), strings.Join(names, ", "))
+		if want != "" {
+			return nil, nil, usagef("device %s has no source %q (sources: %s; or give github:OWNER/REPO / ota-json:URL)", d.Codename, want, strings.Join(names, ", "))
 		}
-		return nil, nil, usagef("device %s lists no release sources; use 'romforge fetch --url URL --sha256 HEX'", d.Codename)
+		return nil, nil, usagef("device %s lists no release sources; give one with --source github:OWNER/REPO or --source ota-json:URL, add one in %s, or use 'romforge fetch --url URL --sha256 HEX'", d.Codename, userCatalogHint())
+	}
+	out := make([]fetch.Source, 0, len(specs))
+	for _, s := range specs {
+		src, err := fetch.Open(s, opt)
+		if err != nil {
+			return nil, nil, err
+		}
+		out = append(out, src)
 	}
 	return out, specs, nil
+}
+
+func userCatalogHint() string {
+	if d := devices.UserDir(); d != "" {
+		return d
+	}
+	return "$XDG_CONFIG_HOME/romforge/devices"
+}
+
+// deviceForSources looks the device up; with a --source of the user's own it is optional.
+func deviceForSources(c *cli.Context) (*devices.Device, error) {
+	if c.String("device") == "" {
+		if _, isSpec, _ := fetch.ParseSpec(c.String("source")); isSpec {
+			return nil, nil
+		}
+	}
+	return lookupDevice(c)
 }
 
 func lookupDevice(c *cli.Context) (*devices.Device, error) {
 	if c.String("device") == "" {
 		return nil, usagef("%s: --device is required", c.Command.Name)
 	}
-	cat, err := devices.Builtin()
+	cat, err := loadCatalog()
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +121,7 @@ func lookupDevice(c *cli.Context) (*devices.Device, error) {
 
 func runReleases(c *cli.Context) error {
 	e := envOf(c)
-	d, err := lookupDevice(c)
+	d, err := deviceForSources(c)
 	if err != nil {
 		return err
 	}
@@ -98,13 +129,22 @@ func runReleases(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	var all []fetch.Build
-	for _, s := range srcs {
-		b, err := s.List(e.ctx, fetch.ListOptions{Tag: c.String("tag"), Pre: c.Bool("pre")})
-		if err != nil {
+	all, failed, err := fetch.ListAll(e.ctx, srcs, fetch.ListOptions{Tag: c.String("tag"), Pre: c.Bool("pre")})
+	for _, f := range failed {
+		if err == nil {
+			e.logf("warning: source %s did not answer (%v); listing the others", f.Source, f.Err)
+		}
+	}
+	if err != nil {
+		if len(failed) > 1 {
 			return err
 		}
-		all = append(all, b...)
+		return fmt.Errorf("releases: %w", err)
+	}
+	for _, b := range all {
+		if b.Checksum.Weak() {
+			e.logf("warning: %s (%s) is published with %s only, which proves no more than an intact transfer", b.Asset, b.Source, b.Checksum.Algo)
+		}
 	}
 	if e.json {
 		if all == nil {
@@ -115,7 +155,11 @@ func runReleases(c *cli.Context) error {
 	tw := e.table()
 	fmt.Fprintln(tw, e.bold("SOURCE\tROM\tVERSION\tDATE\tASSET\tSIZE\tCHECKSUM"))
 	for _, b := range all {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", b.Source, b.Family, b.Version, b.Date.Format("2006-01-02"), b.Asset, b.Size, b.Checksum.Kind)
+		sum := b.Checksum.Kind
+		if b.Checksum.Algo != "" {
+			sum += " " + b.Checksum.Algo
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", b.Source, b.Family, b.Version, b.Date.Format("2006-01-02"), b.Asset, b.Size, sum)
 	}
 	return tw.Flush()
 }
@@ -132,7 +176,7 @@ func runFetch(c *cli.Context) error {
 			b.Checksum = fetch.Checksum{Algo: "sha256", Value: strings.ToLower(h), Kind: "given"}
 		}
 	default:
-		d, err := lookupDevice(c)
+		d, err := deviceForSources(c)
 		if err != nil {
 			return err
 		}
@@ -140,27 +184,54 @@ func runFetch(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		src, spec := srcs[0], specs[0]
-		builds, err := src.List(e.ctx, fetch.ListOptions{Tag: c.String("tag"), Pre: c.Bool("pre")})
+		dir := outputDir(c, e)
+		get := func(ctx context.Context, b fetch.Build) (string, error) {
+			warnUnverified(c, e, b)
+			return fetch.Download(ctx, b, fetch.DownloadOptions{Dir: dir, AllowUnverified: c.Bool("allow-unverified"), Progress: e.reporter()})
+		}
+		path, served, skipped, err := fetch.First(e.ctx, srcs, fetch.ListOptions{Tag: c.String("tag"), Pre: c.Bool("pre")}, get)
+		for _, s := range skipped {
+			if err == nil {
+				e.logf("warning: source %s did not serve a build (%v); trying the next", s.Source, s.Err)
+			}
+		}
 		if err != nil {
 			return err
 		}
-		if len(builds) == 0 {
-			return failure.Kinded(failure.ErrIO, fmt.Errorf("fetch: source %s has no build for %s matching the asset pattern (see 'romforge releases --device %s')", src.Name(), d.Codename, d.Codename))
+		for _, s := range specs {
+			if s.Name == served.Source {
+				pinned = s.SignerSHA256
+			}
 		}
-		b, pinned = builds[0], spec.SignerSHA256
+		e.logf("served by source %s: %s %s", served.Source, served.Version, served.Asset)
+		return finishFetch(c, e, served, path, pinned)
 	}
-	if c.Bool("allow-unverified") && b.Checksum.Value == "" && b.Checksum.Kind != "sidecar" {
-		e.logf("warning: %s has no published checksum; it is downloaded UNVERIFIED", b.Asset)
-	}
-	dir := c.String("output")
-	if dir == "" {
-		dir = filepath.Join(e.cache, "downloads")
-	}
-	path, err := fetch.Download(e.ctx, b, fetch.DownloadOptions{Dir: dir, AllowUnverified: c.Bool("allow-unverified"), Progress: e.reporter()})
+	warnUnverified(c, e, b)
+	path, err := fetch.Download(e.ctx, b, fetch.DownloadOptions{Dir: outputDir(c, e), AllowUnverified: c.Bool("allow-unverified"), Progress: e.reporter()})
 	if err != nil {
 		return err
 	}
+	return finishFetch(c, e, b, path, pinned)
+}
+
+func outputDir(c *cli.Context, e *env) string {
+	if dir := c.String("output"); dir != "" {
+		return dir
+	}
+	return filepath.Join(e.cache, "downloads")
+}
+
+func warnUnverified(c *cli.Context, e *env, b fetch.Build) {
+	switch {
+	case c.Bool("allow-unverified") && b.Checksum.Value == "" && b.Checksum.Kind != "sidecar":
+		e.logf("warning: %s has no published checksum; it is downloaded UNVERIFIED", b.Asset)
+	case b.Checksum.Weak():
+		e.logf("warning: %s is published with %s only: that proves an intact transfer, not who made the file (prefer a source with sha256; --require-signature checks the OTA signature)", b.Asset, b.Checksum.Algo)
+	}
+}
+
+// finishFetch checks the OTA signature of a downloaded zip and prints the result.
+func finishFetch(c *cli.Context, e *env, b fetch.Build, path string, pinned []string) error {
 	res := map[string]any{"path": path, "asset": b.Asset, "source": b.Source, "checksum": b.Checksum}
 	if strings.HasSuffix(strings.ToLower(path), ".zip") {
 		sig, err := fetch.VerifyOTA(path, pinned)

@@ -12,7 +12,8 @@ import (
 	"testing"
 )
 
-// fakeReleases serves the armani catalog source's repository, GitHub-API-shaped.
+// fakeReleases serves a GitHub repository (armani-dev/android_releases, a name that exists only here)
+// with one release, GitHub-API-shaped; tests reach it with --source github:armani-dev/android_releases.
 func fakeReleases(t *testing.T, rom []byte, sidecar string) *httptest.Server {
 	var srv *httptest.Server
 	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -42,11 +43,12 @@ func TestFetchAndReleases(t *testing.T) {
 	sum := sha256.Sum256(rom)
 	srv := fakeReleases(t, rom, hex.EncodeToString(sum[:])+"  lineage-14.1-20231114-UNOFFICIAL-armani.zip\n")
 	dir := t.TempDir()
-	code, out, errs := runCLI(t, "releases", "--device", "redmi 1s", "--github-api", srv.URL, "--json", "--token", "ghp_TOPSECRET")
+	const src = "github:armani-dev/android_releases:^lineage-.*-UNOFFICIAL-armani\\.zip$"
+	code, out, errs := runCLI(t, "releases", "--device", "redmi 1s", "--source", src, "--github-api", srv.URL, "--json", "--token", "ghp_TOPSECRET")
 	if code != 0 || !strings.Contains(out, `"asset": "lineage-14.1-20231114-UNOFFICIAL-armani.zip"`) {
 		t.Fatalf("releases: exit %d\n%s\n%s", code, out, errs)
 	}
-	code, out, errs = runCLI(t, "fetch", "--device", "armani", "--github-api", srv.URL, "-o", dir, "--verbose", "--token", "ghp_TOPSECRET")
+	code, out, errs = runCLI(t, "fetch", "--device", "armani", "--source", src, "--github-api", srv.URL, "-o", dir, "--verbose", "--token", "ghp_TOPSECRET")
 	if code != 0 || strings.TrimSpace(out) != dir+"/lineage-14.1-20231114-UNOFFICIAL-armani.zip" {
 		t.Fatalf("fetch: exit %d\n%s\n%s", code, out, errs)
 	}
@@ -60,11 +62,12 @@ func TestFetchAndReleases(t *testing.T) {
 	// A wrong checksum: exit 4, nothing left.
 	bad := fakeReleases(t, rom, strings.Repeat("0", 64)+"  lineage-14.1-20231114-UNOFFICIAL-armani.zip\n")
 	dir2 := t.TempDir()
-	code, _, errs = runCLI(t, "fetch", "--device", "armani", "--github-api", bad.URL, "-o", dir2)
+	code, _, errs = runCLI(t, "fetch", "--source", src, "--github-api", bad.URL, "-o", dir2)
 	if code != exitInvalid || !strings.Contains(errs, "checksum mismatch") {
 		t.Fatalf("bad checksum: exit %d %s", code, errs)
 	}
-	if ents, _ := os.ReadDir(dir2); len(ents) != 0 {
+	// Only the lock folder may remain (fetch keeps its OS file locks there).
+	if ents, _ := os.ReadDir(dir2); len(ents) > 1 || len(ents) == 1 && ents[0].Name() != ".locks" {
 		t.Fatalf("left behind: %v", ents)
 	}
 	// Direct URL without a checksum is refused (exit 3) unless allowed.
