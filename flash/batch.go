@@ -31,6 +31,9 @@ const (
 	ResultFailed  = "failed"  // connection or write failure; the phone may be half flashed
 )
 
+// NoteDryRun marks the row of a phone a dry run checked.
+const NoteDryRun = "dry run: nothing was written"
+
 // Status is one phone's row: live while it flashes, its result at the end.
 type Status struct {
 	Serial    string `json:"serial"`
@@ -294,7 +297,7 @@ func FlashPhone(ctx context.Context, serial string, cands []Candidate, opt Batch
 		ph.logf("plan: %s", c)
 	}
 	if opt.DryRun {
-		ph.update(func(s *Status) { s.Notes = append(s.Notes, "dry run: nothing was written") })
+		ph.update(func(s *Status) { s.Notes = append(s.Notes, NoteDryRun) })
 		return finish(ResultOK, nil, "")
 	}
 

@@ -41,6 +41,11 @@ func normalizeArgs(app *cli.App, args []string) ([]string, error) {
 					break
 				}
 			}
+			if f != nil && isSliceFlag(f) {
+				// urfave/cli refuses a repeatable flag given by both its names ("-s a --serial b"):
+				// one spelling keeps every value.
+				a = "--" + f.Names()[0] + a[strings.Index(a, name)+len(name):]
+			}
 			owner.args = append(owner.args, a)
 			if f != nil && !hasValue && takesValue(f) && i+1 < len(rest) {
 				i++
@@ -82,6 +87,14 @@ func findFlag(flags []cli.Flag, name string) cli.Flag {
 		}
 	}
 	return nil
+}
+
+func isSliceFlag(f cli.Flag) bool {
+	switch f.(type) {
+	case *cli.StringSliceFlag, *cli.IntSliceFlag, *cli.Int64SliceFlag, *cli.UintSliceFlag, *cli.Uint64SliceFlag, *cli.Float64SliceFlag:
+		return true
+	}
+	return false
 }
 
 func takesValue(f cli.Flag) bool {

@@ -67,9 +67,9 @@ func init() {
 		Name:      "flash",
 		Usage:     "flash a romforge bundle, a Xiaomi fastboot ROM or PARTITION=IMAGE pairs, after safety checks",
 		ArgsUsage: "BUNDLE_DIR | XIAOMI_ROM | PARTITION=IMAGE...",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "serial", Aliases: []string{"s"}, EnvVars: []string{"ANDROID_SERIAL"}, Usage: "device: USB serial, tcp:HOST[:PORT] or udp:HOST[:PORT] (as fastboot -s)"},
-			&cli.BoolFlag{Name: "all", Usage: "flash every connected fastboot device concurrently (shops)"},
+		Flags: append([]cli.Flag{
+			&cli.StringSliceFlag{Name: "serial", Aliases: []string{"s"}, EnvVars: []string{"ANDROID_SERIAL"}, Usage: "phone: USB serial (or usb:SERIAL), tcp:HOST[:PORT] or udp:HOST[:PORT] (as fastboot -s); repeat it, or give a comma list, to flash several at once"},
+			&cli.BoolFlag{Name: "all", Usage: "flash every fastboot phone on USB, plus any --serial, concurrently (shops)"},
 			&cli.StringFlag{Name: "device", Aliases: []string{"d"}, Usage: "catalog device (needed for PARTITION=IMAGE pairs)"},
 			&cli.StringFlag{Name: "slot", Usage: "a, b, all or other (A/B devices; default: the inactive slot, then activate it)"},
 			&cli.BoolFlag{Name: "wipe", Usage: "erase userdata and metadata too (a Xiaomi fastboot ROM keeps user data without it)"},
@@ -80,8 +80,8 @@ func init() {
 			&cli.BoolFlag{Name: "resume", Usage: "continue an interrupted flash from its journal (after re-checking the device)"},
 			&cli.BoolFlag{Name: "cancel-snapshot", Usage: "cancel a pending Virtual A/B snapshot update instead of refusing"},
 			&cli.BoolFlag{Name: "assume-unlocked", Usage: "accept a device that does not report its lock state (old bootloaders)"},
-			&cli.StringFlag{Name: "log-dir", Usage: "with --all: one log file per device here (default: the cache's logs folder)"},
-		},
+			&cli.StringFlag{Name: "log-dir", Usage: "several phones: one transcript per phone here (default: a new folder under the cache's logs)"},
+		}, batchFlags...),
 		Action: runFlash,
 	})
 }
@@ -139,6 +139,9 @@ func buildPlan(c *cli.Context) (*plan.Plan, error) {
 
 func runFlash(c *cli.Context) error {
 	e := envOf(c)
+	if wantsBatch(c) {
+		return runFlashBatch(c, e)
+	}
 	p, err := buildPlan(c)
 	if err != nil {
 		return err
@@ -150,10 +153,12 @@ func runFlash(c *cli.Context) error {
 	if dialDevice == nil {
 		return failure.Kinded(failure.ErrIO, errors.New("flash: this build has no fastboot transport"))
 	}
-	if c.Bool("all") {
-		return flashAll(c, e, p, popt)
+	serial := ""
+	if list, err := flash.SplitSerials(c.StringSlice("serial")); err != nil {
+		return err
+	} else if len(list) == 1 {
+		serial = list[0]
 	}
-	serial := c.String("serial")
 	if serial == "" {
 		if listDevices != nil {
 			if list, err := listDevices(e.ctx); err == nil && len(list) == 1 {
@@ -274,80 +279,4 @@ func sanitize(s string) string {
 		}
 		return '_'
 	}, s)
-}
-
-// flashAll flashes every connected device concurrently; one failure does not stop the others.
-func flashAll(c *cli.Context, e *env, p *plan.Plan, popt flash.PreflightOptions) error {
-	if listDevices == nil {
-		return failure.Kinded(failure.ErrIO, errors.New("flash --all: device listing is not available on this platform"))
-	}
-	serials, err := listDevices(e.ctx)
-	if err != nil {
-		return err
-	}
-	if len(serials) == 0 {
-		return failure.Kinded(failure.ErrIO, errors.New("flash --all: no fastboot devices connected"))
-	}
-	if !c.Bool("yes") && !c.Bool("dry-run") {
-		return failure.Kinded(failure.ErrRefused, errors.New("flash --all runs unattended: pass --yes (nothing was written)"))
-	}
-	logDir := c.String("log-dir")
-	if logDir == "" {
-		logDir = filepath.Join(e.cache, "logs", time.Now().UTC().Format("20060102-150405"))
-	}
-	if err := os.MkdirAll(logDir, 0o755); err != nil {
-		return err
-	}
-	type result struct {
-		Serial string `json:"serial"`
-		OK     bool   `json:"ok"`
-		Error  string `json:"error,omitempty"`
-		Log    string `json:"log"`
-	}
-	results := make([]result, len(serials))
-	var wg sync.WaitGroup
-	for i, s := range serials {
-		wg.Add(1)
-		go func(i int, s string) {
-			defer wg.Done()
-			logPath := filepath.Join(logDir, sanitize(s)+".log")
-			f, err := os.Create(logPath)
-			if err != nil {
-				results[i] = result{Serial: s, Error: err.Error(), Log: logPath}
-				return
-			}
-			defer f.Close()
-			err = flashOne(c, e, p, popt, s, f, false)
-			results[i] = result{Serial: s, OK: err == nil, Log: logPath}
-			if err != nil {
-				results[i].Error = err.Error()
-				fmt.Fprintf(f, "FAILED: %v\n", err)
-			}
-		}(i, s)
-	}
-	wg.Wait()
-	failed := 0
-	for _, r := range results {
-		if !r.OK {
-			failed++
-		}
-	}
-	if e.json {
-		e.printJSON(map[string]any{"devices": results, "failed": failed})
-	} else {
-		tw := e.table()
-		fmt.Fprintln(tw, e.bold("SERIAL\tRESULT\tLOG"))
-		for _, r := range results {
-			res := "ok"
-			if !r.OK {
-				res = "FAILED: " + r.Error
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Serial, res, r.Log)
-		}
-		tw.Flush()
-	}
-	if failed > 0 {
-		return failure.Kinded(failure.ErrIO, fmt.Errorf("flash --all: %d of %d devices failed (see their logs)", failed, len(serials)))
-	}
-	return nil
 }

@@ -176,8 +176,8 @@ func TestFlashXiaomiROM(t *testing.T) {
 	}
 }
 
-// TestFlashAll flashes two emulated phones at once; a third, locked one fails without stopping the
-// others, and each device gets its own log.
+// TestFlashAll flashes two emulated phones at once; a third, locked one is refused (exit 3, nothing
+// written) without stopping the others, and each device gets its own log.
 func TestFlashAll(t *testing.T) {
 	out := sampleBundle(t)
 	em1, s1 := startEmulator(t, "armani", emulator.Options{})
@@ -188,7 +188,7 @@ func TestFlashAll(t *testing.T) {
 	defer func() { listDevices = saved }()
 	logs := t.TempDir()
 	code, stdout, stderr := runCLI(t, "flash", out, "--all", "--yes", "--log-dir", logs, "--json")
-	if code != exitIO || !strings.Contains(stdout, `"failed": 1`) {
+	if code != exitRefused || !strings.Contains(stdout, `"refused": 1`) || !strings.Contains(stdout, `"ok": 2`) {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 	}
 	if em1.Writes() == 0 || em2.Writes() == 0 || em3.Writes() != 0 {
