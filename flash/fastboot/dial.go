@@ -2,6 +2,7 @@ package fastboot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -40,7 +41,9 @@ func ParseNetSerial(serial string) (network, addr string, ok bool, err error) {
 }
 
 // Dial opens a transport to the device named like `fastboot -s`: "tcp:HOST[:PORT]", "udp:HOST[:PORT]"
-// (default port 5554), or a USB serial number ("" takes the only fastboot device on USB).
+// (default port 5554), "exec:SERIAL" (through the platform-tools fastboot binary, see ExecTransport), or
+// a USB serial number ("" takes the only fastboot device on USB; where this build has no USB access the
+// fastboot binary on PATH is used).
 func Dial(ctx context.Context, serial string) (Transport, error) {
 	network, addr, isNet, err := ParseNetSerial(serial)
 	if err != nil {
@@ -52,7 +55,16 @@ func Dial(ctx context.Context, serial string) (Transport, error) {
 		}
 		return DialUDP(ctx, addr, nil)
 	}
+	if rest, ok := strings.CutPrefix(serial, "exec:"); ok {
+		return DialExec(ctx, "", rest)
+	}
 	d, err := usb.Open(serial)
+	if errors.Is(err, usb.ErrUnsupported) {
+		// No USB of our own on this system: platform-tools' fastboot moves the bytes, when installed.
+		if bin, ferr := FindFastboot(); ferr == nil {
+			return DialExec(ctx, bin, serial)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -42,7 +42,7 @@ func (d *DeviceInfo) DevPath() string {
 }
 
 // ErrUnsupported is returned where this build has no USB access.
-var ErrUnsupported = failure.Kinded(failure.ErrIO, errors.New("usb: fastboot over USB is only built in on Linux; use a fastboot binary from platform-tools on PATH, or a tcp:/udp: serial"))
+var ErrUnsupported = failure.Kinded(failure.ErrIO, errors.New("usb: this build has no USB access of its own on this system: install Android platform-tools so that fastboot is on PATH (or set ROMFORGE_FASTBOOT), which romforge then drives for the data path, or use a tcp:/udp: serial"))
 
 // ErrNoDevice says no fastboot device matched.
 var ErrNoDevice = errors.New("usb: no fastboot device found")
