@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 )
 
@@ -40,10 +41,9 @@ func Run(opt Options) []Check {
 	}
 	var out []Check
 	if runtime.GOOS == "linux" {
-		out = append(out, checkUSB(opt.Root), checkUdev(opt.Root))
+		out = append(out, checkUSB(opt.Root), checkUdev(opt.Root), checkUsbfsMemory(opt.Root))
 	} else {
-		out = append(out, Check{Name: "usb", OK: true, Optional: true,
-			Detail: "USB flashing on " + runtime.GOOS + " is delegated to a fastboot client on PATH"})
+		out = append(out, usbGuidance(runtime.GOOS, exec.LookPath))
 	}
 	out = append(out, checkCache(opt.CacheDir))
 	out = append(out, checkDisk(opt.CacheDir, opt.MinFreeBytes))
@@ -141,5 +141,54 @@ func checkDisk(dir string, min uint64) Check {
 		return c
 	}
 	c.OK = true
+	return c
+}
+
+// checkUsbfsMemory reports usbcore's usbfs_memory_mb: the buffer budget every program using usbfs
+// shares. romforge keeps up to 1 MiB in flight per phone and shrinks its transfers when the kernel runs
+// out, so a low budget slows batches down instead of failing them; below 16 MiB it is worth raising.
+func checkUsbfsMemory(root string) Check {
+	c := Check{Name: "usbfs_memory_mb", Optional: true}
+	p := filepath.Join(root, "sys/module/usbcore/parameters/usbfs_memory_mb")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		c.OK, c.Detail = true, "unknown (no "+p+": usbcore not loaded here)"
+		return c
+	}
+	v := strings.TrimSpace(string(b))
+	n, err := strconv.Atoi(v)
+	switch {
+	case err != nil || n < 0:
+		c.Detail = fmt.Sprintf("unexpected value %q in %s", v, p)
+	case n == 0:
+		c.OK, c.Detail = true, "0 (no limit on usbfs buffers)"
+	default:
+		c.Detail = fmt.Sprintf("%d MiB shared by all USB programs: about %d phones at full transfer size at once", n, n)
+		c.OK = n >= 16
+	}
+	if !c.OK {
+		c.Fix = "echo 256 | sudo tee " + "/sys/module/usbcore/parameters/usbfs_memory_mb (keep it with usbcore.usbfs_memory_mb=256 on the kernel command line)"
+	}
+	return c
+}
+
+// usbGuidance says how USB flashing works on systems without usbfs, and what driver it needs.
+func usbGuidance(goos string, lookPath func(string) (string, error)) Check {
+	c := Check{Name: "usb access"}
+	fb, err := lookPath("fastboot")
+	switch goos {
+	case "windows":
+		c.Detail = "USB flashing drives fastboot.exe from Android platform-tools; the phone's fastboot interface needs a WinUSB driver: the Google USB Driver (Android SDK Manager, or the OEM's driver), or WinUSB assigned with Zadig"
+	case "darwin":
+		c.Detail = "USB flashing drives fastboot from Android platform-tools (no driver needed on macOS)"
+	default:
+		c.Detail = "USB flashing drives fastboot from Android platform-tools on " + goos
+	}
+	if err != nil {
+		c.Fix = "install Android platform-tools and put fastboot on PATH (or set ROMFORGE_FASTBOOT); tcp:/udp: serials work without it"
+		return c
+	}
+	c.OK = true
+	c.Detail += "; using " + fb
 	return c
 }

@@ -1,9 +1,11 @@
 package doctor
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -42,5 +44,38 @@ func TestRunOnFakeRoot(t *testing.T) {
 	os.WriteFile(f, nil, 0o644)
 	if c := checkCache(filepath.Join(f, "sub")); c.OK {
 		t.Fatalf("cache under a file passed: %+v", c)
+	}
+}
+
+func TestUsbfsMemory(t *testing.T) {
+	root := t.TempDir()
+	if c := checkUsbfsMemory(root); !c.OK || !c.Optional {
+		t.Fatalf("missing parameter file: %+v", c)
+	}
+	p := filepath.Join(root, "sys/module/usbcore/parameters/usbfs_memory_mb")
+	os.MkdirAll(filepath.Dir(p), 0o755)
+	for _, tc := range []struct {
+		val string
+		ok  bool
+	}{{"16\n", true}, {"0\n", true}, {"1024\n", true}, {"4\n", false}, {"x\n", false}, {"-3\n", false}} {
+		os.WriteFile(p, []byte(tc.val), 0o644)
+		c := checkUsbfsMemory(root)
+		if c.OK != tc.ok || (!c.OK && !strings.Contains(c.Fix, "usbfs_memory_mb")) {
+			t.Errorf("%q: %+v", tc.val, c)
+		}
+	}
+}
+
+func TestUsbGuidance(t *testing.T) {
+	none := func(string) (string, error) { return "", errors.New("not found") }
+	have := func(string) (string, error) { return "/opt/platform-tools/fastboot", nil }
+	if c := usbGuidance("windows", none); c.OK || !strings.Contains(c.Detail, "WinUSB") || c.Fix == "" {
+		t.Errorf("windows without fastboot: %+v", c)
+	}
+	if c := usbGuidance("windows", have); !c.OK || !strings.Contains(c.Detail, "Google USB Driver") {
+		t.Errorf("windows with fastboot: %+v", c)
+	}
+	if c := usbGuidance("darwin", have); !c.OK || !strings.Contains(c.Detail, "/opt/platform-tools/fastboot") {
+		t.Errorf("darwin: %+v", c)
 	}
 }
