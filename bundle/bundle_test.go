@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -174,4 +175,40 @@ func writeTemp(t *testing.T, name string, b []byte) string {
 	p := filepath.Join(t.TempDir(), name)
 	os.WriteFile(p, b, 0o644)
 	return p
+}
+
+// flash.bat makes the same pre-flight queries as flash.sh (product, unlocked, anti-rollback), each
+// before the first write, and refuses with exit 3 like it.
+func TestFlashBatChecksLikeFlashSh(t *testing.T) {
+	m := manifest()
+	for _, enforced := range []bool{false, true} {
+		m.AntiRollback.Enforced = enforced
+		if enforced && m.AntiRollback.Var == "" {
+			m.AntiRollback.Var = "anti"
+		}
+		if enforced && m.AntiVersion < 0 {
+			m.AntiVersion = 3
+		}
+		sh, bat := FlashScripts(m)
+		getvar := regexp.MustCompile(`getvar ([a-z_-]+)`)
+		var shVars, batVars []string
+		for _, g := range getvar.FindAllStringSubmatch(sh, -1) {
+			shVars = append(shVars, g[1])
+		}
+		for _, g := range getvar.FindAllStringSubmatch(bat, -1) {
+			batVars = append(batVars, g[1])
+		}
+		if strings.Join(shVars, ",") != strings.Join(batVars, ",") {
+			t.Errorf("anti-rollback enforced %v: flash.sh asks %v, flash.bat %v", enforced, shVars, batVars)
+		}
+		firstWrite := strings.Index(bat, " flash ")
+		for _, v := range batVars {
+			if i := strings.Index(bat, "getvar "+v); i < 0 || (firstWrite >= 0 && i > firstWrite) {
+				t.Errorf("flash.bat asks %s after the first write", v)
+			}
+		}
+		if !strings.Contains(bat, `if /i "%UNLOCKED%"=="no" (`) || strings.Count(bat, "exit /b 3") != strings.Count(sh, "exit 3") {
+			t.Errorf("flash.bat does not refuse like flash.sh:\n%s", bat)
+		}
+	}
 }

@@ -40,6 +40,8 @@ fi
 		fmt.Fprintf(&b, "  if /i \"%%%%a\"==\"%s\" set OK=yes\r\n", p)
 	}
 	fmt.Fprintf(&b, ")\r\nif not \"%%OK%%\"==\"yes\" (\r\n  echo This bundle is for %s. The connected device is another product. Nothing was written.\r\n  exit /b 3\r\n)\r\n", m.Device)
+	// As flash.sh: only an explicit "no" refuses (some bootloaders do not answer getvar unlocked).
+	b.WriteString("set UNLOCKED=\r\nfor /f \"tokens=2\" %%a in ('%FASTBOOT% %* getvar unlocked 2^>^&1 ^| findstr /r /c:\"^unlocked:\"') do set UNLOCKED=%%a\r\nif /i \"%UNLOCKED%\"==\"no\" (\r\n  echo The bootloader is locked; unlock it first. Nothing was written.\r\n  exit /b 3\r\n)\r\n")
 	if ar := m.AntiRollback; ar.Enforced && m.AntiVersion >= 0 {
 		fmt.Fprintf(&s, `anti=$($FASTBOOT $* getvar %s 2>&1 | sed -n 's/^%s: *//p' | tr -d '\r')
 if [ -z "$anti" ]; then
