@@ -12,6 +12,9 @@ type Report struct {
 	Removed int          `json:"files_removed"`
 	Added   int          `json:"files_added"`
 	Changed int          `json:"files_changed"`
+	// Hardening is the audit-driven closure's outcome (patches/harden.Outcome): findings before, actions
+	// tied to the findings they removed, accepted findings with reasons, findings left.
+	Hardening any `json:"hardening,omitempty"`
 }
 
 // StepReport is one step's changes.

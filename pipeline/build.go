@@ -25,6 +25,7 @@ import (
 	"github.com/romforge/romforge/internal/safeio"
 	"github.com/romforge/romforge/patches"
 	"github.com/romforge/romforge/patches/audit"
+	"github.com/romforge/romforge/patches/harden"
 	"github.com/romforge/romforge/progress"
 )
 
@@ -60,6 +61,9 @@ type Result struct {
 	Report   *patches.Report
 	Before   *audit.Result
 	After    *audit.Result
+	// Hardening is the closure's outcome; its Left is judged on the built images: a build whose Left is
+	// not empty is not hardened (the CLI exits 1).
+	Hardening *harden.Outcome
 	// Timings are wall-clock seconds per stage (not in the manifest, which must be reproducible).
 	Timings map[string]float64
 }
@@ -211,6 +215,16 @@ func Run(ctx context.Context, opt Options) (res *Result, err error) {
 			trees[p.name] = p.fs
 		}
 	}
+	// Boot images' ramdisks are audited and hardened like partitions (init scripts, props, daemons).
+	ramdisks, err := openRamdisks(parts, logf)
+	if err != nil {
+		return nil, err
+	}
+	for _, rds := range ramdisks {
+		for _, rd := range rds {
+			trees[rd.Name] = rd.Tree
+		}
+	}
 	rules := audit.RulesFrom(opt.Sets...)
 	if len(trees) > 0 {
 		if res.Before, err = audit.Scan(ctx, trees, rules, audit.Options{Progress: rep}); err != nil {
@@ -220,8 +234,15 @@ func Run(ctx context.Context, opt Options) (res *Result, err error) {
 	stage("audit", t0)
 	t0 = time.Now()
 	target := patches.NewTarget(trees)
-	if res.Report, err = patches.Apply(ctx, target, opt.Sets, patches.Options{}); err != nil {
+	// The sets, then the audit-driven closure until nothing unaccepted is left (or rounds run out).
+	hr, err := harden.Run(ctx, target, opt.Sets, harden.Options{Before: res.Before, Progress: rep})
+	if err != nil {
 		return nil, fmt.Errorf("%w (no bundle was written)", err)
+	}
+	res.Report, res.Hardening = hr.Report, hr.Outcome
+	res.Report.Hardening = hr.Outcome
+	for _, w := range hr.Outcome.Warnings {
+		logf("warning: %s", w)
 	}
 	stage("patch", t0)
 
@@ -254,18 +275,16 @@ func Run(ctx context.Context, opt Options) (res *Result, err error) {
 	}
 	// Init services in the boot ramdisk (the ramdisk's own .rc files, not in any filesystem).
 	for _, p := range parts {
-		if p.fs != nil || (p.name != "boot" && p.name != "init_boot") {
+		if p.fs != nil || len(ramdisks[p.name]) == 0 {
 			continue
 		}
-		ch, err := patchRamdisk(ctx, filepath.Join(tmp, "images", p.name+".img"), work, opt.Sets)
+		ch, err := writeRamdisks(ctx, filepath.Join(tmp, "images", p.name+".img"), work, ramdisks[p.name], target)
 		if err != nil {
 			return nil, err
 		}
 		if len(ch) > 0 {
 			modified[p.name] = true
-			res.Report.Steps = append(res.Report.Steps, patches.StepReport{Set: "ramdisk", Kind: "init", Name: p.name + " ramdisk", Changes: ch})
-			res.Report.Changed += len(ch)
-			logf("edited %d init script(s) in the %s ramdisk", len(ch), p.name)
+			logf("rewrote %d file(s) in the %s ramdisk", len(ch), p.name)
 		}
 	}
 	stage("repack", t0)
@@ -297,6 +316,29 @@ func Run(ctx context.Context, opt Options) (res *Result, err error) {
 		defer img.Close()
 		after[p.name] = img
 	}
+	for _, p := range parts {
+		if len(ramdisks[p.name]) == 0 {
+			continue
+		}
+		if !modified[p.name] {
+			for _, rd := range ramdisks[p.name] {
+				kept = append(kept, rd.Name)
+			}
+			continue
+		}
+		f, err := image.OpenFile(filepath.Join(tmp, "images", p.name+".img"))
+		if err != nil {
+			return nil, err
+		}
+		rds, _, err := patches.ReadBootRamdisks(f, f.Size(), p.name)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("build: reading back the %s ramdisk: %w", p.name, err)
+		}
+		for _, rd := range rds {
+			after[rd.Name] = rd.Tree
+		}
+	}
 	if len(after) > 0 || len(kept) > 0 {
 		rescanned := &audit.Result{Findings: []audit.Finding{}}
 		if len(after) > 0 {
@@ -309,6 +351,10 @@ func Run(ctx context.Context, opt Options) (res *Result, err error) {
 			res.After = audit.Merge(rescanned, res.Before.Partitions(kept...))
 			m.Notes = append(m.Notes, fmt.Sprintf("audit after: %s unchanged (byte-identical to the input), their findings from before carried over", strings.Join(kept, ", ")))
 		}
+	}
+	if res.After != nil {
+		// What is left is judged on the built images, not on the overlays they were built from.
+		res.Hardening.Accepted, res.Hardening.Left = harden.Judge(res.After.Findings, opt.Sets, target)
 	}
 	m.AuditBefore, m.AuditAfter = res.Before, res.After
 	stage("audit", t0)

@@ -401,3 +401,15 @@ func apply(ctx context.Context, t *patches.Target, steps []Planned, round int) (
 	}
 	return acts, nil
 }
+
+// Judge splits findings (of built images, say) into accepted ones and the rest, by the same rules as
+// Plan: whatever Plan would still act on, or cannot, is left.
+func Judge(findings []audit.Finding, sets []*patches.Set, t *patches.Target) ([]Accepted, []audit.Finding) {
+	p := Plan(findings, sets, t)
+	left := append([]audit.Finding{}, p.Left...)
+	for _, s := range p.Steps {
+		left = append(left, s.Findings...)
+	}
+	sortFindings(left)
+	return p.Accepted, left
+}
