@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/urfave/cli/v2"
@@ -12,6 +11,7 @@ import (
 	"github.com/romforge/romforge/image/cpio"
 	"github.com/romforge/romforge/image/dtbo"
 	"github.com/romforge/romforge/internal/failure"
+	"github.com/romforge/romforge/internal/safeio"
 	"github.com/romforge/romforge/progress"
 )
 
@@ -157,27 +157,23 @@ func runBootRepack(c *cli.Context) error {
 		return err
 	}
 	defer o.Close()
-	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".tmp-*")
+	tmp, err := safeio.Create(out)
 	if err != nil {
 		return failure.Kinded(failure.ErrIO, err)
 	}
-	committed := false
-	defer func() {
-		if !committed {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
+	defer tmp.Abort()
 	task := e.reporter().Task("boot repack", o.Size())
 	_, err = o.WriteTo(progress.Writer(tmp, task))
 	task.Done(err)
 	if err != nil {
 		return failure.Kinded(failure.ErrIO, fmt.Errorf("writing %s: %w", out, err))
 	}
-	if err := bootFinish(tmp, out); err != nil {
+	if err := e.ctx.Err(); err != nil {
+		return err
+	}
+	if err := tmp.Commit(); err != nil {
 		return failure.Kinded(failure.ErrIO, err)
 	}
-	committed = true
 	h := o.Header
 	if e.json {
 		return e.printJSON(map[string]any{
@@ -190,19 +186,4 @@ func runBootRepack(c *cli.Context) error {
 	}
 	e.logf("%s → %s (%s header v%d, %d bytes)", dir, out, h.Kind, h.HeaderVersion, o.Size())
 	return nil
-}
-
-// bootFinish syncs, closes and renames the temporary file into place, so a failed run never leaves a
-// file that looks complete.
-func bootFinish(tmp *os.File, out string) error {
-	if err := tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), out)
 }

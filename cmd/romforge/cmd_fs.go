@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +22,7 @@ import (
 	"github.com/romforge/romforge/image"
 	"github.com/romforge/romforge/image/sparse"
 	"github.com/romforge/romforge/internal/failure"
+	"github.com/romforge/romforge/internal/safeio"
 )
 
 func init() {
@@ -348,33 +350,51 @@ func runFsExtract(c *cli.Context) error {
 	if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 {
 		return failure.Kinded(failure.ErrRefused, fmt.Errorf("%s exists and is not empty; extract into a new directory", dir))
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
 	mp := c.String("mount-point")
 	if mp == "" {
 		mp = img.mountPoint
 	}
-	st, err := extractTree(e, img, dir)
+	// The tree is extracted into a hidden folder beside DIR and renamed into place with its two side files
+	// only when everything was written: a failed or interrupted extract leaves no partial tree.
+	out, err := safeio.CreateDir(dir)
 	if err != nil {
 		return err
 	}
-	for _, out := range []struct {
+	defer out.Abort()
+	st, err := extractTree(e, img, out.Path())
+	if err != nil {
+		return err
+	}
+	var sides []*safeio.File
+	defer func() {
+		for _, f := range sides {
+			f.Abort()
+		}
+	}()
+	for _, side := range []struct {
 		path  string
 		write func(io.Writer) error
 	}{
 		{dir + ".fs_config", func(w io.Writer) error { return tree.WriteFSConfig(w, img, strings.Trim(mp, "/")) }},
 		{dir + ".file_contexts", func(w io.Writer) error { return tree.WriteFileContexts(w, img, mp) }},
 	} {
-		f, err := os.Create(out.path)
+		f, err := safeio.Create(side.path)
 		if err != nil {
 			return err
 		}
-		if err := out.write(f); err != nil {
-			f.Close()
+		sides = append(sides, f)
+		if err := side.write(f); err != nil {
 			return err
 		}
-		if err := f.Close(); err != nil {
+	}
+	if err := e.ctx.Err(); err != nil {
+		return err
+	}
+	if err := out.Commit(); err != nil {
+		return err
+	}
+	for _, f := range sides {
+		if err := f.Commit(); err != nil {
 			return err
 		}
 	}
@@ -438,7 +458,7 @@ func extractTree(e *env, t tree.Tree, dir string) (*extractStats, error) {
 			}
 			st.symlinks++
 		case m.Mode.IsRegular():
-			n, err := extractFile(t, name, host, m)
+			n, err := extractFile(e.ctx, t, name, host, m)
 			if err != nil {
 				return err
 			}
@@ -479,7 +499,7 @@ func fsHostMode(m fs.FileMode) os.FileMode {
 	return m & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
 }
 
-func extractFile(t tree.Tree, name, host string, m tree.Meta) (int64, error) {
+func extractFile(ctx context.Context, t tree.Tree, name, host string, m tree.Meta) (int64, error) {
 	src, err := t.Open(name)
 	if err != nil {
 		return 0, err
@@ -489,7 +509,7 @@ func extractFile(t tree.Tree, name, host string, m tree.Meta) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	n, err := io.Copy(f, src)
+	n, err := safeio.CopyContext(ctx, f, src)
 	if err != nil {
 		f.Close()
 		return n, err
@@ -608,11 +628,11 @@ func runFsBuild(c *cli.Context) error {
 			mp = img.mountPoint
 		}
 	}
-	tmp, err := sparseCreateTemp(out)
+	tmp, err := safeio.Create(out)
 	if err != nil {
 		return err
 	}
-	defer tmp.abort()
+	defer tmp.Abort()
 	var res any
 	var size int64
 	switch typ {
@@ -650,18 +670,18 @@ func runFsBuild(c *cli.Context) error {
 			return err
 		}
 		defer raw.Close()
-		stmp, err := sparseCreateTemp(out)
+		stmp, err := safeio.Create(out)
 		if err != nil {
 			return err
 		}
-		defer stmp.abort()
+		defer stmp.Abort()
 		if err := sparse.WriteFile(e.ctx, stmp.File, raw, sparse.WriteOptions{Progress: e.reporter()}); err != nil {
 			return err
 		}
-		if err := stmp.commit(); err != nil {
+		if err := stmp.Commit(); err != nil {
 			return err
 		}
-	} else if err := tmp.commit(); err != nil {
+	} else if err := tmp.Commit(); err != nil {
 		return err
 	}
 	if e.json {

@@ -10,6 +10,7 @@ import (
 	"github.com/romforge/romforge/image"
 	"github.com/romforge/romforge/image/sparse"
 	"github.com/romforge/romforge/internal/failure"
+	"github.com/romforge/romforge/internal/safeio"
 )
 
 func init() {
@@ -57,47 +58,6 @@ func sparseParseSize(s string) (int64, error) {
 	return v, nil
 }
 
-// sparseTemp is a temporary file beside its final path; commit renames it into place, abort removes it,
-// so a failed run never leaves a file that looks complete.
-type sparseTemp struct {
-	*os.File
-	final string
-	done  bool
-}
-
-func sparseCreateTemp(path string) (*sparseTemp, error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return nil, err
-	}
-	return &sparseTemp{File: f, final: path}, nil
-}
-
-func (t *sparseTemp) commit() error {
-	if err := t.File.Chmod(0o644); err != nil {
-		t.abort()
-		return err
-	}
-	if err := t.File.Close(); err != nil {
-		t.abort()
-		return err
-	}
-	if err := os.Rename(t.Name(), t.final); err != nil {
-		os.Remove(t.Name())
-		return err
-	}
-	t.done = true
-	return nil
-}
-
-func (t *sparseTemp) abort() {
-	if !t.done {
-		t.File.Close()
-		os.Remove(t.Name())
-		t.done = true
-	}
-}
-
 func sparseOpenFile(path string) (*sparse.Image, *image.File, error) {
 	f, err := image.OpenFile(path)
 	if err != nil {
@@ -122,18 +82,18 @@ func runSparseToRaw(c *cli.Context) error {
 		return err
 	}
 	defer f.Close()
-	tmp, err := sparseCreateTemp(out)
+	tmp, err := safeio.Create(out)
 	if err != nil {
 		return err
 	}
-	defer tmp.abort()
+	defer tmp.Abort()
 	if err := m.Expand(e.ctx, tmp.File, true, e.reporter()); err != nil {
 		return fmt.Errorf("%s: %w", in, err)
 	}
 	if err := tmp.Truncate(m.Size()); err != nil {
 		return err
 	}
-	if err := tmp.commit(); err != nil {
+	if err := tmp.Commit(); err != nil {
 		return err
 	}
 	info := m.Info()
@@ -163,11 +123,11 @@ func runSparseToSparse(c *cli.Context) error {
 		return err
 	}
 	defer closer.Close()
-	tmp, err := sparseCreateTemp(out)
+	tmp, err := safeio.Create(out)
 	if err != nil {
 		return err
 	}
-	defer tmp.abort()
+	defer tmp.Abort()
 	opt := sparse.WriteOptions{BlockSize: int(bs), DontCare: c.Bool("dont-care"), CRC: c.Bool("crc"), Progress: e.reporter()}
 	if err := sparse.WriteFile(e.ctx, tmp.File, src, opt); err != nil {
 		return fmt.Errorf("%s: %w", in, err)
@@ -176,7 +136,7 @@ func runSparseToSparse(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := tmp.commit(); err != nil {
+	if err := tmp.Commit(); err != nil {
 		return err
 	}
 	if e.json {
@@ -239,13 +199,13 @@ func runSparseSplit(c *cli.Context) error {
 }
 
 func sparseWritePiece(p *sparse.Piece, path string) error {
-	tmp, err := sparseCreateTemp(path)
+	tmp, err := safeio.Create(path)
 	if err != nil {
 		return err
 	}
-	defer tmp.abort()
+	defer tmp.Abort()
 	if _, err := p.WriteTo(tmp.File); err != nil {
 		return failure.Kinded(failure.ErrIO, fmt.Errorf("writing %s: %w", path, err))
 	}
-	return tmp.commit()
+	return tmp.Commit()
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/romforge/romforge/image/payload"
 	"github.com/romforge/romforge/internal/failure"
+	"github.com/romforge/romforge/internal/safeio"
 )
 
 func init() {
@@ -124,9 +125,15 @@ func runUnpack(c *cli.Context) error {
 		if !u.match(in) {
 			continue
 		}
-		if err := os.MkdirAll(opt.out, 0o755); err != nil {
+		// Images are written into a hidden folder beside OUTPUT and moved into it (unpack.json last) only
+		// when every one verified: a failed or interrupted unpack leaves nothing that looks complete.
+		out, err := safeio.CreateDir(opt.out)
+		if err != nil {
 			return err
 		}
+		defer out.Abort()
+		final := out.Final()
+		opt.out = out.Path()
 		res, err := u.unpack(e, in, opt)
 		if err != nil {
 			return err
@@ -136,9 +143,19 @@ func runUnpack(c *cli.Context) error {
 			res.Metadata = readOTAMetadata(in.zip)
 		}
 		for i := range res.Partitions {
-			res.Partitions[i].FSType = detectFSType(res.Partitions[i].File)
+			p := &res.Partitions[i]
+			p.FSType = detectFSType(p.File)
+			if rel, err := filepath.Rel(opt.out, p.File); err == nil && filepath.IsLocal(rel) {
+				p.File = filepath.Join(final, rel) // where it will be after the move
+			}
 		}
 		if err := writeUnpackJSON(filepath.Join(opt.out, "unpack.json"), res); err != nil {
+			return err
+		}
+		if err := e.ctx.Err(); err != nil {
+			return err
+		}
+		if err := out.Commit("unpack.json"); err != nil {
 			return err
 		}
 		if e.json {
@@ -265,9 +282,5 @@ func writeUnpackJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return safeio.WriteFile(path, append(b, '\n'), 0o666)
 }

@@ -5,12 +5,11 @@ package main
 import (
 	"context"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/romforge/romforge/cmd/romforge/internal/earlysignal"
 	"github.com/romforge/romforge/internal/safeio"
 )
 
@@ -21,13 +20,12 @@ const interruptGrace = 800 * time.Millisecond
 
 func main() {
 	ctx, cancel := context.WithCancel(context.Background())
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	finished := make(chan struct{})
-	go watchSignals(sigs, cancel, finished, wantsJSON(os.Args))
+	go watchSignals(earlysignal.C, cancel, finished, wantsJSON(os.Args))
 	code := run(ctx, os.Args, os.Stdin, os.Stdout, os.Stderr)
+	// Signals stay caught until the exit: restoring the default action here would let a late Ctrl-C
+	// kill a process that already finished its work.
 	close(finished)
-	signal.Stop(sigs)
 	os.Exit(code)
 }
 

@@ -14,7 +14,9 @@ import (
 	"github.com/romforge/romforge/image"
 	"github.com/romforge/romforge/image/lp"
 	"github.com/romforge/romforge/image/sparse"
+	"github.com/romforge/romforge/internal/safeio"
 	"github.com/romforge/romforge/pipeline"
+	"github.com/romforge/romforge/progress"
 )
 
 func init() {
@@ -64,24 +66,19 @@ func wanted(opt unpackOptions, name string) bool {
 // writeImage copies img to dir/name.img under a temporary name and renames it when complete.
 func writeImageFile(ctx context.Context, e *env, dir, name string, img image.Image) (unpackedImage, error) {
 	final := filepath.Join(dir, name+".img")
-	tmp := final + ".part"
-	f, err := os.Create(tmp)
+	f, err := safeio.Create(final)
 	if err != nil {
 		return unpackedImage{}, err
 	}
+	defer f.Abort()
 	h := sha256.New()
 	task := e.reporter().Task("unpack "+name, img.Size())
-	_, err = io.Copy(io.MultiWriter(f, h), io.NewSectionReader(img, 0, img.Size()))
-	task.Add(img.Size())
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	_, err = safeio.CopyContext(ctx, io.MultiWriter(f, h), progress.Reader(io.NewSectionReader(img, 0, img.Size()), task))
+	if err == nil {
+		err = f.Commit()
 	}
 	task.Done(err)
 	if err != nil {
-		os.Remove(tmp)
-		return unpackedImage{}, err
-	}
-	if err := os.Rename(tmp, final); err != nil {
 		return unpackedImage{}, err
 	}
 	return unpackedImage{Name: name, File: final, Size: img.Size(), SHA256: hex.EncodeToString(h.Sum(nil)), Verified: true}, nil

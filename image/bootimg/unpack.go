@@ -60,9 +60,23 @@ var partFiles = []string{SecKernel, SecRamdisk, SecSecond, SecDT, SecRecoveryDTB
 // boot_signature, vendor_ramdisk or vendor_ramdiskNN, bootconfig), the bytes after the last section to
 // "tail", and header.json with every header field. It returns the names of the files written.
 func (im *Image) Unpack(ctx context.Context, dir string) ([]string, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	// Written into a hidden folder beside dir and moved into it (the header last) only when complete: a
+	// failed or interrupted unpack leaves no set of parts that looks like a whole image.
+	out, err := safeio.CreateDir(dir)
+	if err != nil {
 		return nil, failure.Kinded(failure.ErrIO, err)
 	}
+	defer out.Abort()
+	files, err := im.unpackTo(ctx, func(name string, r io.Reader, holes bool) (string, int64, error) {
+		return writeFile(filepath.Join(out.Path(), name), safeio.ContextReader(ctx, r), holes)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	// Parts of an earlier unpack into the same folder that this image does not have must not mix in.
 	stale, _ := filepath.Glob(filepath.Join(dir, "vendor_ramdisk[0-9]*"))
 	for _, f := range partFiles {
 		stale = append(stale, filepath.Join(dir, f))
@@ -72,9 +86,10 @@ func (im *Image) Unpack(ctx context.Context, dir string) ([]string, error) {
 			return nil, failure.Kinded(failure.ErrIO, err)
 		}
 	}
-	return im.unpackTo(ctx, func(name string, r io.Reader, holes bool) (string, int64, error) {
-		return writeFile(filepath.Join(dir, name), r, holes)
-	})
+	if err := out.Commit(HeaderFile); err != nil {
+		return nil, failure.Kinded(failure.ErrIO, err)
+	}
+	return files, nil
 }
 
 // sink stores one unpacked file and returns the SHA-256 and length of what it stored.
