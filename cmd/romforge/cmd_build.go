@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/romforge/romforge/fetch"
+	"github.com/romforge/romforge/internal/failure"
 	"github.com/romforge/romforge/pipeline"
 )
 
@@ -98,8 +99,14 @@ func runBuild(c *cli.Context) error {
 		return err
 	}
 	m := res.Manifest
+	if res.Hardening != nil {
+		warnBootCritical(e, res.Hardening)
+	}
 	if e.json {
-		return e.printJSON(map[string]any{"bundle": c.String("output"), "manifest": m, "timings_seconds": res.Timings})
+		if err := e.printJSON(map[string]any{"bundle": c.String("output"), "manifest": m, "hardening": res.Hardening, "timings_seconds": res.Timings}); err != nil {
+			return err
+		}
+		return buildLeft(res)
 	}
 	fmt.Fprintf(e.stdout, "bundle %s for %s (%s)\n", c.String("output"), d.Codename, d.DisplayName())
 	fmt.Fprintf(e.stdout, "  patch sets: %s — %d removed, %d added, %d modified\n", strings.Join(m.Sets, ", "), res.Report.Removed, res.Report.Added, res.Report.Changed)
@@ -129,9 +136,22 @@ func runBuild(c *cli.Context) error {
 		ts = append(ts, fmt.Sprintf("%s %.1fs", k, res.Timings[k]))
 	}
 	fmt.Fprintf(e.stdout, "  time: %s\n", strings.Join(ts, ", "))
+	printHardening(e, res.Hardening)
 	fmt.Fprintf(e.stdout, "flash it with: romforge flash %s\n", c.String("output"))
+	return buildLeft(res)
+}
+
+// buildLeft fails a build (exit 1, a check found problems) when the built images still hold findings
+// nothing accepts; the bundle is written either way so they can be inspected.
+func buildLeft(res *pipeline.Result) error {
+	if res.Hardening != nil {
+		if err := res.Hardening.Err("build: the built images are not hardened"); err != nil {
+			return fmt.Errorf("%w; see the hardening section of manifest.json", err)
+		}
+		return nil
+	}
 	if res.After != nil && !res.After.Clean() {
-		return fmt.Errorf("build: the rebuilt images still audit dirty (%d findings); see manifest.json", len(res.After.Findings))
+		return failure.Kinded(failure.ErrFindings, fmt.Errorf("build: the rebuilt images still audit dirty (%d findings); see manifest.json", len(res.After.Findings)))
 	}
 	return nil
 }

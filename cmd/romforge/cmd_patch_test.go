@@ -11,6 +11,7 @@ import (
 
 	"github.com/romforge/romforge/fs/tree"
 	"github.com/romforge/romforge/internal/validators"
+	"github.com/romforge/romforge/patches/cloudgen"
 	"github.com/romforge/romforge/patches/miuitest"
 )
 
@@ -57,7 +58,7 @@ func TestPatchAndAuditDirectory(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "system/app/XMSF/XMSF.apk")); err != nil {
 		t.Fatal("dry run removed files")
 	}
-	code, out, errs := runCLI(t, "patch", dir, "-s", "xiaomi-hardened")
+	code, out, errs := runCLI(t, "patch", dir, "--set", "xiaomi-hardened")
 	if code != 0 || !strings.Contains(out, "patched:") {
 		t.Fatalf("patch: exit %d\n%s\n%s", code, out, errs)
 	}
@@ -120,5 +121,49 @@ func TestAuditContainers(t *testing.T) {
 	}
 	if code, _, _ := runCLI(t, "patch", filepath.Join(fx, "super/super.img"), "--set", "xiaomi-cloud", "-o", filepath.Join(t.TempDir(), "x")); code != exitUsage {
 		t.Errorf("patching a container: exit %d, want usage (build does that)", code)
+	}
+}
+
+// TestPatchThenAuditConvergesOnGeneratedROMs: on trees with cloud components planted under random names
+// (patches/cloudgen), `patch --set xiaomi-hardened` exits 0 and the `audit` that follows is clean, with
+// every decoy file byte-identical.
+func TestPatchThenAuditConvergesOnGeneratedROMs(t *testing.T) {
+	for seed := uint64(1); seed <= 4; seed++ {
+		rom := cloudgen.Generate(seed)
+		dir := t.TempDir()
+		for name, tr := range rom.Parts {
+			if name == "boot-ramdisk" {
+				continue // a folder of partitions has no ramdisk; build covers boot images
+			}
+			writeTree(t, tr, filepath.Join(dir, name))
+		}
+		if code, out, _ := runCLI(t, "audit", dir, "--set", "xiaomi-hardened"); code != exitFindings {
+			t.Fatalf("seed %d: audit before: exit %d\n%s", seed, code, out)
+		}
+		code, out, errs := runCLI(t, "patch", dir, "--set", "xiaomi-hardened")
+		if code != 0 || !strings.Contains(out, "hardening: ") || !strings.Contains(out, " 0 left") {
+			t.Fatalf("seed %d: patch: exit %d\n%s\n%s", seed, code, out, errs)
+		}
+		if code, out, _ := runCLI(t, "audit", dir, "--set", "xiaomi-hardened"); code != 0 {
+			t.Fatalf("seed %d: audit after: exit %d\n%s", seed, code, out)
+		}
+		for _, p := range rom.DecoyFiles {
+			part, rel, _ := strings.Cut(p, "/")
+			if part == "boot-ramdisk" {
+				continue
+			}
+			want, _ := rom.Parts[part].ReadFile(rel)
+			got, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(p)))
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("seed %d: decoy %s changed (%v)", seed, p, err)
+			}
+		}
+		for _, p := range rom.Planted {
+			if (p.Kind == "apk" || p.Kind == "daemon" || p.Kind == "library") && !strings.HasPrefix(p.Path, "boot-ramdisk/") {
+				if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(p.Path))); err == nil {
+					t.Fatalf("seed %d: planted %s %s still there", seed, p.Kind, p.Path)
+				}
+			}
+		}
 	}
 }
