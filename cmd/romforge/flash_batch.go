@@ -133,7 +133,9 @@ func runFlashBatch(c *cli.Context, e *env) error {
 		live = newLiveView(e.stderr, e.color)
 		defer live.Close()
 		obs = append(obs, live.Update)
-		tallies = append(tallies, live.SetTally)
+		if c.Bool("watch") {
+			tallies = append(tallies, live.SetTally)
+		}
 	default:
 		pv := &plainView{w: e.stderr}
 		obs = append(obs, pv.Update)

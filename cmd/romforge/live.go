@@ -141,7 +141,7 @@ func renderLiveLines(rows []flash.Status, width int, now time.Time) []string {
 		}
 		tail := ""
 		if r.Total > 0 && !(r.Finished() && r.State != flash.ResultOK) {
-			tail = fmt.Sprintf(" %s %3.0f%% %9s/s ETA %s", bar(r.Bytes, r.Total, 20), 100*float64(min(r.Bytes, r.Total))/float64(r.Total), humanBytes(int64(r.Rate)), eta(r))
+			tail = fmt.Sprintf(" %s %3.0f%% %9s/s %s", bar(r.Bytes, r.Total, 20), 100*float64(min(r.Bytes, r.Total))/float64(r.Total), humanBytes(int64(r.Rate)), eta(r))
 		} else if r.Finished() {
 			tail = fmt.Sprintf(" %.1fs", r.Seconds)
 		}
@@ -168,13 +168,13 @@ func modelOf(r flash.Status) string {
 
 func eta(r flash.Status) string {
 	if r.Finished() {
-		return fmt.Sprintf("%.0fs", r.Seconds)
+		return fmt.Sprintf("in %.1fs", r.Seconds)
 	}
 	if r.ETA < 0 {
-		return "--:--"
+		return "ETA --:--"
 	}
 	s := int(r.ETA + 0.5)
-	return fmt.Sprintf("%d:%02d", s/60, s%60)
+	return fmt.Sprintf("ETA %d:%02d", s/60, s%60)
 }
 
 func bar(done, total int64, w int) string {
