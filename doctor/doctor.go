@@ -178,7 +178,13 @@ func usbGuidance(goos string, lookPath func(string) (string, error)) Check {
 	fb, err := lookPath("fastboot")
 	switch goos {
 	case "windows":
-		c.Detail = "USB flashing drives fastboot.exe from Android platform-tools; the phone's fastboot interface needs a WinUSB driver: the Google USB Driver (Android SDK Manager, or the OEM's driver), or WinUSB assigned with Zadig"
+		// Native WinUSB: no fastboot.exe needed, only the driver.
+		c.OK = true
+		c.Detail = "USB flashing uses WinUSB directly; the phone's fastboot interface needs a WinUSB driver: the Google USB Driver (Android SDK Manager, or the OEM's driver), or WinUSB assigned with Zadig. --serial exec:SERIAL drives fastboot.exe from platform-tools instead"
+		if err == nil {
+			c.Detail += " (found " + fb + ")"
+		}
+		return c
 	case "darwin":
 		c.Detail = "USB flashing drives fastboot from Android platform-tools (no driver needed on macOS)"
 	default:

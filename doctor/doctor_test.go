@@ -69,8 +69,11 @@ func TestUsbfsMemory(t *testing.T) {
 func TestUsbGuidance(t *testing.T) {
 	none := func(string) (string, error) { return "", errors.New("not found") }
 	have := func(string) (string, error) { return "/opt/platform-tools/fastboot", nil }
-	if c := usbGuidance("windows", none); c.OK || !strings.Contains(c.Detail, "WinUSB") || c.Fix == "" {
-		t.Errorf("windows without fastboot: %+v", c)
+	if c := usbGuidance("windows", none); !c.OK || !strings.Contains(c.Detail, "WinUSB") {
+		t.Errorf("windows without fastboot (native WinUSB): %+v", c)
+	}
+	if c := usbGuidance("darwin", none); c.OK || c.Fix == "" {
+		t.Errorf("darwin without fastboot: %+v", c)
 	}
 	if c := usbGuidance("windows", have); !c.OK || !strings.Contains(c.Detail, "Google USB Driver") {
 		t.Errorf("windows with fastboot: %+v", c)

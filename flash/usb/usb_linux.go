@@ -205,10 +205,6 @@ func (d *Device) claim() error {
 	return nil
 }
 
-// ErrStalled is returned when the device halted an endpoint (it refused a transfer). The halt has been
-// cleared when it is returned, so the next command can work without a replug.
-var ErrStalled = failure.Kinded(failure.ErrIO, errors.New("usb: the device stalled the endpoint (refused the transfer); the halt was cleared: run the command again, and reboot the phone to the bootloader if it keeps happening"))
-
 // errNoMemory says usbfs's shared buffer budget is exhausted even for the smallest transfer.
 var errNoMemory = errors.New("the kernel's usbfs buffer budget is used up (usbcore usbfs_memory_mb, 16 MiB by default, shared by every USB program and phone): raise it with 'echo 256 | sudo tee " + "/sys/module/usbcore/parameters/usbfs_memory_mb' or flash fewer phones at once")
 

@@ -1,4 +1,4 @@
-//go:build !linux
+//go:build !linux && !windows
 
 package usb
 
@@ -20,3 +20,6 @@ func (d *Device) Read(p []byte) (int, error)    { return 0, ErrUnsupported }
 func (d *Device) Write(p []byte) (int, error)   { return 0, ErrUnsupported }
 func (d *Device) SetDeadline(t time.Time) error { return ErrUnsupported }
 func (d *Device) Close() error                  { return nil }
+
+// MemoryMB is a Linux usbfs setting.
+func MemoryMB() (int, error) { return 0, ErrUnsupported }
