@@ -418,6 +418,7 @@ var defaultPropFiles = []string{
 	"system/build.prop", "system/etc/prop.default", "system/default.prop", "vendor/build.prop",
 	"vendor/default.prop", "vendor/odm/etc/build.prop", "product/build.prop", "product/etc/build.prop",
 	"system_ext/build.prop", "system_ext/etc/build.prop", "odm/build.prop", "odm/etc/build.prop",
+	"*ramdisk/prop.default", "*ramdisk/default.prop",
 }
 
 func newProps(s StepSpec, keep bool) (Step, error) {
