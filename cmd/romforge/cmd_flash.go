@@ -179,6 +179,9 @@ func flashOne(c *cli.Context, e *env, p *plan.Plan, popt flash.PreflightOptions,
 	ctx := e.ctx
 	dev, closer, err := dialDevice(ctx, serial)
 	if err != nil {
+		if c.Bool("dry-run") && e.json && interactive {
+			return e.printJSON(map[string]any{"serial": serial, "dry_run": true, "reachable": false, "error": err.Error(), "steps": p.Steps})
+		}
 		if c.Bool("dry-run") {
 			fmt.Fprintf(log, "dry run: no device reachable at %s (%v); the plan without device facts:\n", serial, err)
 			for _, s := range p.Steps {
@@ -193,8 +196,10 @@ func flashOne(c *cli.Context, e *env, p *plan.Plan, popt flash.PreflightOptions,
 	if err != nil {
 		return err
 	}
+	result := map[string]any{"serial": serial, "facts": chk.Facts, "commands": chk.Commands, "notes": chk.Notes, "dry_run": c.Bool("dry-run")}
 	if e.json && interactive {
-		emitJSONLine(e.stdout, map[string]any{"event": "plan", "serial": serial, "facts": chk.Facts, "commands": chk.Commands, "notes": chk.Notes})
+		// The plan is an event; the one stdout document comes at the end (docs/json.md).
+		emitJSONLine(e.stderr, map[string]any{"event": "plan", "serial": serial, "facts": chk.Facts, "commands": chk.Commands, "notes": chk.Notes})
 	} else {
 		fmt.Fprintf(log, "device %s: %s, serial %s, unlocked %s\n", serial, chk.Facts.Product, chk.Facts.Serial, chk.Facts.Unlocked)
 		for _, n := range chk.Notes {
@@ -206,6 +211,9 @@ func flashOne(c *cli.Context, e *env, p *plan.Plan, popt flash.PreflightOptions,
 		}
 	}
 	if c.Bool("dry-run") {
+		if e.json && interactive {
+			return e.printJSON(result)
+		}
 		if !e.json {
 			fmt.Fprintln(log, "dry run: nothing was written")
 		}
@@ -245,7 +253,7 @@ func flashOne(c *cli.Context, e *env, p *plan.Plan, popt flash.PreflightOptions,
 	}
 	if e.json {
 		opt.Progress = nil
-		opt.Events = func(ev flash.Event) { emitJSONLine(e.stdout, ev) }
+		opt.Events = func(ev flash.Event) { emitJSONLine(e.stderr, stepEvent(ev)) }
 	} else if !interactive {
 		opt.Progress = nil
 		opt.Events = func(ev flash.Event) {
@@ -256,7 +264,8 @@ func flashOne(c *cli.Context, e *env, p *plan.Plan, popt flash.PreflightOptions,
 		return err
 	}
 	if e.json && interactive {
-		emitJSONLine(e.stdout, map[string]any{"event": "finished", "serial": serial})
+		result["flashed"] = true
+		return e.printJSON(result)
 	} else {
 		fmt.Fprintf(log, "flashed %s (%s)\n", serial, chk.Facts.Product)
 	}
@@ -264,6 +273,19 @@ func flashOne(c *cli.Context, e *env, p *plan.Plan, popt flash.PreflightOptions,
 }
 
 var jsonMu sync.Mutex
+
+// stepEvent is a flash step as a "step" event of docs/json.md: its phase is start, done, error or skip.
+func stepEvent(ev flash.Event) map[string]any {
+	m := map[string]any{"event": "step", "phase": ev.Kind, "time": ev.Time, "serial": ev.Serial, "index": ev.Index,
+		"total": ev.Total, "command": ev.Command}
+	if ev.Error != "" {
+		m["error"] = ev.Error
+	}
+	if ev.DownloadBytes > 0 {
+		m["download_bytes"], m["download_seconds"], m["flash_seconds"] = ev.DownloadBytes, ev.DownloadSeconds, ev.FlashSeconds
+	}
+	return m
+}
 
 func emitJSONLine(w io.Writer, v any) {
 	b, _ := json.Marshal(v)
