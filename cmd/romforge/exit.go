@@ -65,6 +65,8 @@ func hintFor(cmd *cli.Command, path string, code int, err error) string {
 			return "interrupted; a folder patched in place may be partly patched (an image output was not kept): run the same command again"
 		}
 		return "interrupted; no partial output was kept: run the same command again"
+	case errors.Is(err, fs.ErrNotExist) && code == exitInvalid:
+		return "a file the input needs is missing (named above): check that the folder or archive is complete"
 	case errors.Is(err, fs.ErrNotExist):
 		return "check the path: it does not exist"
 	case errors.Is(err, fs.ErrPermission):
@@ -80,14 +82,23 @@ func hintFor(cmd *cli.Command, path string, code int, err error) string {
 	case exitFindings:
 		switch {
 		case cmd != nil && cmd.Name == "audit":
-			return "the findings are listed above: remove them with 'romforge patch TARGET --set NAME' (or build with --set), then audit again"
+			return "the findings are listed above: remove them with 'romforge patch TARGET --set NAME', then audit again"
 		case cmd != nil && cmd.Name == "doctor":
 			return "apply the fix printed under each problem, then run 'romforge doctor' again"
+		case path == "build":
+			return "the listed findings remain in the bundle: add patch sets with --set ('romforge patches list'), or accept them with a reason in your own set"
+		case path == "patch":
+			return "what is left is listed above: neutralize it with a step in your own set, or accept it with a reason"
+		case path == "avb verify":
+			return "the image does not match its vbmeta (changed, or signed with another key): use an unmodified copy or sign it again"
 		}
-		return "a check failed (details above): the file does not match what it claims; get a fresh copy"
+		return "a check found problems (listed above): fix them and run again"
 	case exitUsage:
-		if strings.Contains(err.Error(), "unknown device") || strings.Contains(err.Error(), "no device") {
+		switch msg := err.Error(); {
+		case strings.Contains(msg, "unknown device") || strings.Contains(msg, "no device"):
 			return "run 'romforge devices' to list the known devices"
+		case strings.Contains(msg, "unknown patch set"):
+			return "run 'romforge patches list' for the built-in sets, or give the path of your own set's YAML file"
 		}
 		if cmd == nil {
 			return "run 'romforge --help' for the commands"
