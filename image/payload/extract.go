@@ -238,15 +238,19 @@ func (p *Payload) Extract(ctx context.Context, name string, dst io.WriterAt, opt
 	task := progress.OrDiscard(opt.Progress).Task(name, pl.size)
 	err = pl.run(ctx, dst, opt, task)
 	if err == nil && !opt.SkipVerify {
-		err = pl.verify(verifyDst)
+		err = pl.verify(ctx, verifyDst)
 	}
 	task.Done(err)
 	return err
 }
 
-func (pl *plan) verify(r io.ReaderAt) error {
+func (pl *plan) verify(ctx context.Context, r io.ReaderAt) error {
 	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(r, 0, pl.size)); err != nil {
+	// Reading back a whole partition takes long: Ctrl-C must stop it (issue 19).
+	if _, err := safeio.CopyContext(ctx, h, io.NewSectionReader(r, 0, pl.size)); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		return fmt.Errorf("payload: reading back %q: %w", pl.pu.Name, err)
 	}
 	if sum := h.Sum(nil); !bytes.Equal(sum, pl.pu.NewInfo.Hash) {
@@ -256,7 +260,7 @@ func (pl *plan) verify(r io.ReaderAt) error {
 }
 
 // verifySource checks the old image against old_partition_info.
-func (pl *plan) verifySource() error {
+func (pl *plan) verifySource(ctx context.Context) error {
 	oi := pl.pu.OldInfo
 	if pl.src == nil || oi == nil || len(oi.Hash) == 0 {
 		return nil
@@ -265,7 +269,10 @@ func (pl *plan) verifySource() error {
 		return invalid("payload: partition %q: old image has %d bytes, the payload expects %d", pl.pu.Name, pl.src.Size(), oi.Size)
 	}
 	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(pl.src, 0, int64(oi.Size))); err != nil {
+	if _, err := safeio.CopyContext(ctx, h, io.NewSectionReader(pl.src, 0, int64(oi.Size))); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		return fmt.Errorf("payload: reading old %q: %w", pl.pu.Name, err)
 	}
 	if sum := h.Sum(nil); !bytes.Equal(sum, oi.Hash) {
@@ -282,7 +289,7 @@ func mib(n uint64) int { return int((n + 1<<20 - 1) >> 20) }
 
 func (pl *plan) run(ctx context.Context, dst io.WriterAt, opt ExtractOptions, task progress.Task) error {
 	if !opt.SkipVerify {
-		if err := pl.verifySource(); err != nil {
+		if err := pl.verifySource(ctx); err != nil {
 			return err
 		}
 	}
@@ -462,7 +469,7 @@ func (w *worker) finish(ew *extentWriter) error {
 
 // blobReader returns the operation's data, hash-checked: in memory for blobs up to MaxBuffered, else a
 // stream over the payload read after a first hashing pass.
-func (w *worker) blobReader(op *Operation) (io.Reader, []byte, error) {
+func (w *worker) blobReader(ctx context.Context, op *Operation) (io.Reader, []byte, error) {
 	off := w.pl.p.DataOffset + int64(op.DataOffset)
 	n := int64(op.DataLength)
 	check := func(sum []byte) error {
@@ -501,7 +508,7 @@ func (w *worker) blobReader(op *Operation) (io.Reader, []byte, error) {
 	sec := io.NewSectionReader(w.pl.p.ra, off, n)
 	if !w.opt.SkipVerify && len(op.DataSHA256) > 0 {
 		h := sha256.New()
-		if _, err := io.CopyBuffer(h, sec, w.buf); err != nil {
+		if _, err := io.CopyBuffer(h, safeio.ContextReader(ctx, sec), w.buf); err != nil {
 			return nil, nil, fmt.Errorf("reading data blob: %w", err)
 		}
 		if err := check(h.Sum(nil)); err != nil {
@@ -545,6 +552,9 @@ func (w *worker) applyOp(ctx context.Context, op *Operation) error {
 			return nil
 		}
 		for ew.n < ew.total {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			if _, err := ew.Write(zeros[:min(int64(len(zeros)), ew.total-ew.n)]); err != nil {
 				return err
 			}
@@ -553,7 +563,7 @@ func (w *worker) applyOp(ctx context.Context, op *Operation) error {
 	case OpSourceCopy:
 		return w.sourceCopy(ctx, op, ew)
 	}
-	r, blob, err := w.blobReader(op)
+	r, blob, err := w.blobReader(ctx, op)
 	if err != nil {
 		return err
 	}
@@ -584,7 +594,7 @@ func (w *worker) applyOp(ctx context.Context, op *Operation) error {
 			err = invalid("corrupt zstd data: %v", err)
 		}
 	case OpSourceBSDiff, OpBrotliBSDiff:
-		err = w.bsdiff(op, ew, blob)
+		err = w.bsdiff(ctx, op, ew, blob)
 	}
 	if err != nil {
 		return err
@@ -593,7 +603,7 @@ func (w *worker) applyOp(ctx context.Context, op *Operation) error {
 }
 
 // source returns the old data an operation reads, after checking its hash.
-func (w *worker) source(op *Operation) (image.Image, error) {
+func (w *worker) source(ctx context.Context, op *Operation) (image.Image, error) {
 	var parts []image.Image
 	for _, e := range op.SrcExtents {
 		off, n := int64(e.StartBlock)*w.pl.bs, int64(e.NumBlocks)*w.pl.bs
@@ -603,7 +613,7 @@ func (w *worker) source(op *Operation) (image.Image, error) {
 	src := image.Concat(parts...)
 	if !w.opt.SkipVerify && len(op.SrcSHA256) > 0 {
 		h := sha256.New()
-		if _, err := io.CopyBuffer(h, image.Reader(src), w.buf); err != nil {
+		if _, err := io.CopyBuffer(h, safeio.ContextReader(ctx, image.Reader(src)), w.buf); err != nil {
 			return nil, fmt.Errorf("reading source: %w", err)
 		}
 		if sum := h.Sum(nil); !bytes.Equal(sum, op.SrcSHA256) {
@@ -614,7 +624,7 @@ func (w *worker) source(op *Operation) (image.Image, error) {
 }
 
 func (w *worker) sourceCopy(ctx context.Context, op *Operation, ew *extentWriter) error {
-	src, err := w.source(op)
+	src, err := w.source(ctx, op)
 	if err != nil {
 		return err
 	}
@@ -624,8 +634,8 @@ func (w *worker) sourceCopy(ctx context.Context, op *Operation, ew *extentWriter
 	return w.finish(ew)
 }
 
-func (w *worker) bsdiff(op *Operation, ew *extentWriter, patch []byte) error {
-	src, err := w.source(op)
+func (w *worker) bsdiff(ctx context.Context, op *Operation, ew *extentWriter, patch []byte) error {
+	src, err := w.source(ctx, op)
 	if err != nil {
 		return err
 	}
