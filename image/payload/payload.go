@@ -138,7 +138,7 @@ func (p *Payload) check() error {
 	for i := range m.Partitions {
 		name := m.Partitions[i].Name
 		if name == "" || strings.ContainsAny(name, "/\\\x00") || name == "." || name == ".." || len(name) > 128 {
-			return formatErr(-1, "partition %d has an unusable name %q", i, name)
+			return formatErr(-1, "partition %d has an unusable name %.60q", i, name)
 		}
 		if seen[name] {
 			return formatErr(-1, "partition %q listed twice", name)
@@ -337,6 +337,10 @@ func (p *Payload) partition(name string) (*PartitionUpdate, error) {
 	}
 	var names []string
 	for i := range p.Manifest.Partitions {
+		if i == 20 { // a hostile manifest may list millions; the message stays short
+			names = append(names, fmt.Sprintf("… %d more", len(p.Manifest.Partitions)-i))
+			break
+		}
 		names = append(names, p.Manifest.Partitions[i].Name)
 	}
 	return nil, failure.Kinded(failure.ErrUsage, fmt.Errorf("payload: no partition %q (the payload has: %s)", name, strings.Join(names, ", ")))
