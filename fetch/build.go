@@ -50,7 +50,8 @@ type Checksum struct {
 	// Algo is sha256, sha1, sha512 or md5.
 	Algo  string `json:"algo,omitempty"`
 	Value string `json:"value,omitempty"`
-	// Kind says where it came from: sidecar, body, api, given, none.
+	// Kind says where it came from: sidecar, body, auto (GitHub, neither found), api (LineageOS API),
+	// json (OTA JSON), given (--sha256), none.
 	Kind string `json:"kind"`
 }
 
