@@ -3,7 +3,6 @@ package rom
 import (
 	"archive/zip"
 	"bytes"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +11,12 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/romforge/romforge/fs/erofs"
+	"github.com/romforge/romforge/fs/ext4"
+	"github.com/romforge/romforge/image/avb"
+	"github.com/romforge/romforge/image/bootimg"
+	"github.com/romforge/romforge/image/lp"
+	"github.com/romforge/romforge/image/payload"
 	"github.com/romforge/romforge/image/sparse"
 	"github.com/romforge/romforge/internal/failure"
 	"github.com/romforge/romforge/rom/xiaomi"
@@ -62,47 +67,32 @@ type Input struct {
 	Devices []string `json:"devices,omitempty"`
 }
 
-// Magic numbers of the image formats.
+// Zip local-file and empty-archive signatures.
 var (
-	magicPayload  = []byte("CrAU")
-	magicBoot     = []byte("ANDROID!")
-	magicVndrBoot = []byte("VNDRBOOT")
-	magicAVB      = []byte("AVB0")
 	magicZip      = []byte("PK\x03\x04")
 	magicZipEmpty = []byte("PK\x05\x06")
 )
 
-const (
-	lpGeometryMagic = 0x616c4467
-	sparseMagic     = 0xed26ff3a
-	ext4Magic       = 0xef53
-	erofsMagic      = 0xe0f5e1e2
-)
-
-// classify names a raw image by the magic numbers in its first 8 KiB.
-func classify(head []byte) Kind {
-	u32 := func(off int) uint32 {
-		if len(head) < off+4 {
-			return 0
-		}
-		return binary.LittleEndian.Uint32(head[off:])
-	}
+// Classify names a raw image by the magic numbers in its first 8 KiB. It is the one place that orders the
+// formats' own predicates (each format package exports its IsX), so every command agrees on what an
+// image is.
+func Classify(head []byte) Kind {
 	switch {
-	case bytes.HasPrefix(head, magicPayload):
+	case payload.IsPayload(head):
 		return KindPayloadBin
-	case u32(0) == sparseMagic:
+	case sparse.HasMagic(head):
 		return KindSparse
-	case bytes.HasPrefix(head, magicBoot):
+	case bootimg.IsBoot(head):
 		return KindBoot
-	case bytes.HasPrefix(head, magicVndrBoot):
+	case bootimg.IsVendorBoot(head):
 		return KindVendorBoot
-	case bytes.HasPrefix(head, magicAVB):
+	case avb.IsVBMeta(head):
 		return KindVbmeta
-	case u32(4096) == lpGeometryMagic || u32(0) == lpGeometryMagic:
+	case lp.IsSuper(head):
 		return KindSuper
-	case u32(1024) == erofsMagic:
+	case erofs.IsEROFS(head):
 		return KindErofs
-	case len(head) >= 1082 && binary.LittleEndian.Uint16(head[1080:]) == ext4Magic:
+	case ext4.IsExt4(head):
 		return KindExt4
 	}
 	return KindUnknown
@@ -145,12 +135,12 @@ func Detect(p string) (*Input, error) {
 		}
 		return in, nil
 	}
-	in.Kind = classify(head)
+	in.Kind = Classify(head)
 	if in.Kind == KindSparse {
 		if img, err := sparse.NewReader(f, st.Size()); err == nil {
 			inner := make([]byte, 8192)
 			m, _ := img.ReadAt(inner, 0)
-			in.Inner = classify(inner[:m])
+			in.Inner = Classify(inner[:m])
 		}
 	}
 	return in, nil

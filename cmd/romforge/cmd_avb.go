@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"crypto/rsa"
 	"encoding/hex"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/romforge/romforge/image/avb"
 	"github.com/romforge/romforge/internal/failure"
+	"github.com/romforge/romforge/rom"
 )
 
 type avbKey struct{ *rsa.PrivateKey }
@@ -283,7 +283,7 @@ func runAVBExtractPublicKey(c *cli.Context) error {
 func init() {
 	addDescriber(describer{
 		kind:     "vbmeta",
-		match:    func(h []byte, _ string) bool { return bytes.HasPrefix(h, []byte("AVB0")) },
+		match:    func(h []byte, _ string) bool { return rom.Classify(h) == rom.KindVbmeta },
 		describe: func(path string) (any, error) { return describeAVB(path, false) },
 	})
 	addDescriber(describer{
@@ -294,7 +294,7 @@ func init() {
 }
 
 func avbFooterMatch(h []byte, path string) bool {
-	if bytes.HasPrefix(h, []byte("ANDROID!")) || bytes.HasPrefix(h, []byte("VNDRBOOT")) {
+	if k := rom.Classify(h); k == rom.KindBoot || k == rom.KindVendorBoot {
 		return false
 	}
 	f, err := os.Open(path)

@@ -13,6 +13,7 @@ import (
 	"github.com/romforge/romforge/internal/failure"
 	"github.com/romforge/romforge/internal/safeio"
 	"github.com/romforge/romforge/progress"
+	"github.com/romforge/romforge/rom"
 )
 
 func init() {
@@ -41,8 +42,11 @@ func init() {
 		},
 	})
 	addDescriber(describer{
-		kind:  "boot",
-		match: func(h []byte, _ string) bool { return bootimg.IsBootImage(h) },
+		kind: "boot",
+		match: func(h []byte, _ string) bool {
+			k := rom.Classify(h)
+			return k == rom.KindBoot || k == rom.KindVendorBoot
+		},
 		describe: func(path string) (any, error) {
 			f, err := image.OpenFile(path)
 			if err != nil {

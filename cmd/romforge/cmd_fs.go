@@ -23,12 +23,13 @@ import (
 	"github.com/romforge/romforge/image/sparse"
 	"github.com/romforge/romforge/internal/failure"
 	"github.com/romforge/romforge/internal/safeio"
+	"github.com/romforge/romforge/rom"
 )
 
 func init() {
 	addDescriber(describer{
 		kind:  "ext4",
-		match: func(h []byte, _ string) bool { return fsKindOfHead(h) == "ext4" },
+		match: func(h []byte, _ string) bool { return rom.Classify(h) == rom.KindExt4 },
 		describe: func(p string) (any, error) {
 			img, closer, err := sparse.Open(p)
 			if err != nil {
@@ -96,9 +97,6 @@ func init() {
 		},
 	})
 }
-
-// fsKindOfHead recognises a filesystem by its magic number.
-func fsKindOfHead(h []byte) string { return fsimage.Detect(h) }
 
 // fsImage is an opened filesystem image.
 type fsImage struct {

@@ -14,6 +14,7 @@ import (
 	"github.com/romforge/romforge/image/lp"
 	"github.com/romforge/romforge/image/sparse"
 	"github.com/romforge/romforge/internal/failure"
+	"github.com/romforge/romforge/rom"
 )
 
 // describer recognises one kind of input and describes it as a JSON-able value.
@@ -33,7 +34,7 @@ func addDescriber(d describer) { describers = append(describers, d) }
 func init() {
 	addDescriber(describer{
 		kind:  "sparse",
-		match: func(h []byte, _ string) bool { return sparse.IsSparse(bytes.NewReader(h)) },
+		match: func(h []byte, _ string) bool { return rom.Classify(h) == rom.KindSparse },
 		describe: func(path string) (any, error) {
 			f, err := os.Open(path)
 			if err != nil {

@@ -331,7 +331,7 @@ func openAuditTarget(p, partition string) (map[string]tree.Tree, func(), error) 
 			if name != "vendor_boot" && name != "init_boot" {
 				name = "boot"
 			}
-			if strings.HasPrefix(string(head[:n]), "VNDRBOOT") {
+			if bootimg.IsVendorBoot(head[:n]) {
 				name = "vendor_boot"
 			}
 			rds, notes, err := patches.ReadBootRamdisks(f, st.Size(), name)

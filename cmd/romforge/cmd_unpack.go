@@ -3,7 +3,6 @@ package main
 import (
 	"archive/zip"
 	"bufio"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"github.com/romforge/romforge/image/payload"
 	"github.com/romforge/romforge/internal/failure"
 	"github.com/romforge/romforge/internal/safeio"
+	"github.com/romforge/romforge/rom"
 )
 
 func init() {
@@ -83,7 +83,7 @@ type unpacker struct {
 
 var unpackers = []unpacker{
 	{kind: "payload", match: func(in *unpackInput) bool {
-		return !in.dir && in.zip == nil && strings.HasPrefix(string(in.head), payload.Magic)
+		return !in.dir && in.zip == nil && rom.Classify(in.head) == rom.KindPayloadBin
 	}, unpack: unpackPayload},
 	{kind: "ab-ota-zip", match: func(in *unpackInput) bool { return in.zip != nil && zipHas(in.zip, "payload.bin") }, unpack: unpackPayload},
 }
@@ -259,20 +259,13 @@ func detectFSType(path string) string {
 		return "unknown"
 	}
 	defer f.Close()
-	b := make([]byte, 2048)
+	b := make([]byte, 8192)
 	n, _ := io.ReadFull(f, b)
-	b = b[:n]
-	switch {
-	case len(b) >= 1082 && binary.LittleEndian.Uint16(b[1080:]) == 0xEF53:
-		return "ext4"
-	case len(b) >= 1028 && binary.LittleEndian.Uint32(b[1024:]) == 0xE0F5E1E2:
-		return "erofs"
-	case len(b) >= 8 && string(b[:8]) == "ANDROID!":
-		return "boot"
-	case len(b) >= 8 && string(b[:8]) == "VNDRBOOT":
-		return "vendor_boot"
-	case len(b) >= 4 && string(b[:4]) == "AVB0":
-		return "vbmeta"
+	switch k := rom.Classify(b[:n]); k {
+	case rom.KindExt4, rom.KindErofs, rom.KindBoot, rom.KindVbmeta, rom.KindSuper, rom.KindSparse:
+		return string(k)
+	case rom.KindVendorBoot:
+		return "vendor_boot" // unpack.json's name since the first release
 	}
 	return "raw"
 }

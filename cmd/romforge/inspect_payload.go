@@ -1,11 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"io"
 	"os"
 
 	"github.com/romforge/romforge/image/payload"
+	"github.com/romforge/romforge/rom"
 )
 
 func init() {
@@ -19,7 +19,7 @@ func init() {
 	// A bare payload.bin: before the ROM-container describer.
 	describers = append([]describer{{
 		kind:  "payload",
-		match: func(h []byte, _ string) bool { return bytes.HasPrefix(h, []byte(payload.Magic)) },
+		match: func(h []byte, _ string) bool { return rom.Classify(h) == rom.KindPayloadBin },
 		describe: func(path string) (any, error) {
 			f, err := os.Open(path)
 			if err != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"os"
 
 	"github.com/romforge/romforge/image/lp"
@@ -14,12 +13,8 @@ import (
 
 func init() {
 	addDescriber(describer{
-		kind: "super",
-		match: func(h []byte, _ string) bool {
-			// LP geometry magic at 4096 (or at 0 in a metadata-only super_empty.img).
-			return len(h) >= 4100 && binary.LittleEndian.Uint32(h[4096:]) == 0x616c4467 ||
-				len(h) >= 4 && binary.LittleEndian.Uint32(h) == 0x616c4467
-		},
+		kind:  "super",
+		match: func(h []byte, _ string) bool { return rom.Classify(h) == rom.KindSuper },
 		describe: func(path string) (any, error) {
 			img, c, err := sparse.Open(path)
 			if err != nil {

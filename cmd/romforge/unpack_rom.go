@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -17,12 +16,13 @@ import (
 	"github.com/romforge/romforge/internal/safeio"
 	"github.com/romforge/romforge/pipeline"
 	"github.com/romforge/romforge/progress"
+	"github.com/romforge/romforge/rom"
 )
 
 func init() {
 	unpackers = append(unpackers,
 		unpacker{kind: "super", match: func(in *unpackInput) bool {
-			return !in.dir && (len(in.head) >= 4100 && binary.LittleEndian.Uint32(in.head[4096:]) == 0x616c4467 || sparseSuper(in))
+			return !in.dir && (rom.Classify(in.head) == rom.KindSuper || sparseSuper(in))
 		}, unpack: unpackSuper},
 		unpacker{kind: "rom", match: func(in *unpackInput) bool {
 			r, err := pipeline.Open(in.path, nil)
@@ -33,12 +33,12 @@ func init() {
 			r.Close()
 			return true
 		}, unpack: unpackROM},
-		unpacker{kind: "sparse", match: func(in *unpackInput) bool { return !in.dir && sparse.IsSparse(strings.NewReader(string(in.head))) }, unpack: unpackSparse},
+		unpacker{kind: "sparse", match: func(in *unpackInput) bool { return !in.dir && rom.Classify(in.head) == rom.KindSparse }, unpack: unpackSparse},
 	)
 }
 
 func sparseSuper(in *unpackInput) bool {
-	if !sparse.IsSparse(strings.NewReader(string(in.head))) {
+	if rom.Classify(in.head) != rom.KindSparse {
 		return false
 	}
 	img, c, err := sparse.Open(in.path)
@@ -46,9 +46,9 @@ func sparseSuper(in *unpackInput) bool {
 		return false
 	}
 	defer c.Close()
-	b := make([]byte, 4)
-	img.ReadAt(b, 4096)
-	return binary.LittleEndian.Uint32(b) == 0x616c4467
+	b := make([]byte, 4100)
+	n, _ := img.ReadAt(b, 0)
+	return rom.Classify(b[:n]) == rom.KindSuper
 }
 
 func wanted(opt unpackOptions, name string) bool {

@@ -6,7 +6,6 @@ package fsimage
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -52,9 +51,9 @@ var ErrNotFilesystem = failure.Kinded(failure.ErrInvalid, errors.New("neither ex
 // Detect names the filesystem in the first 2 KiB of an image ("" when unknown).
 func Detect(head []byte) string {
 	switch {
-	case len(head) >= 1082 && binary.LittleEndian.Uint16(head[1080:]) == 0xEF53:
+	case ext4.IsExt4(head):
 		return "ext4"
-	case len(head) >= 1028 && binary.LittleEndian.Uint32(head[1024:]) == 0xE0F5E1E2:
+	case erofs.IsEROFS(head):
 		return "erofs"
 	}
 	return ""

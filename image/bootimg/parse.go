@@ -42,9 +42,13 @@ type Image struct {
 func (im *Image) Size() int64 { return im.size }
 
 // IsBootImage reports whether head starts with a boot or vendor_boot magic.
-func IsBootImage(head []byte) bool {
-	return bytes.HasPrefix(head, []byte(BootMagic)) || bytes.HasPrefix(head, []byte(VendorBootMagic))
-}
+func IsBootImage(head []byte) bool { return IsBoot(head) || IsVendorBoot(head) }
+
+// IsBoot reports whether head starts a boot (or recovery, init_boot) image: ANDROID!.
+func IsBoot(head []byte) bool { return bytes.HasPrefix(head, []byte(BootMagic)) }
+
+// IsVendorBoot reports whether head starts a vendor_boot image: VNDRBOOT.
+func IsVendorBoot(head []byte) bool { return bytes.HasPrefix(head, []byte(VendorBootMagic)) }
 
 // Parse reads the header of a boot or vendor_boot image of the given size and locates its sections.
 // Every size and offset is checked against size; a corrupt image gives a *FormatError.

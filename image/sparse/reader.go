@@ -85,8 +85,11 @@ func IsSparse(ra io.ReaderAt) bool {
 	if _, err := ra.ReadAt(b[:], 0); err != nil {
 		return false
 	}
-	return binary.LittleEndian.Uint32(b[:]) == Magic
+	return HasMagic(b[:])
 }
+
+// HasMagic reports whether head starts with the sparse magic.
+func HasMagic(head []byte) bool { return len(head) >= 4 && binary.LittleEndian.Uint32(head) == Magic }
 
 // NewReader parses the sparse file of the given size held by ra and validates every header field and
 // chunk against it. Only chunk headers are read; the index costs a few dozen bytes per chunk.
