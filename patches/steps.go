@@ -363,6 +363,11 @@ func blockedHosts(b []byte) map[string]bool {
 }
 
 func (s *hosts) Apply(ctx context.Context, t *Target, r *StepReport) error {
+	if part, _, _ := strings.Cut(s.file, "/"); t.Overlay(part) == nil {
+		// Patching one partition (vendor.img) or a ramdisk alone: there is no hosts file to write.
+		r.note(fmt.Sprintf("%s: no %s partition in the target", s.file, part))
+		return nil
+	}
 	old, m, err := t.ReadFile(s.file)
 	existed := err == nil
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -434,3 +434,92 @@ func TestHardenedBuildKernelMounts(t *testing.T) {
 func errorsIsNotExist(err error) bool {
 	return err != nil && os.IsNotExist(err) || err != nil && strings.Contains(err.Error(), fs.ErrNotExist.Error())
 }
+
+// TestVendorBootRamdisksHardened: a vendor_boot v4 image with two ramdisk fragments (one holding a cloud
+// daemon and its init service, one holding a decoy) is hardened in place: the daemon is removed, its
+// service disabled, the other fragment and every other section byte-identical.
+func TestVendorBootRamdisksHardened(t *testing.T) {
+	mk := func(files map[string]string) image.Image {
+		a := cpio.New()
+		a.AddDir("etc", 0o755, 0, 0)
+		a.AddDir("etc/init", 0o755, 0, 0)
+		a.AddDir("bin", 0o755, 0, 0)
+		var names []string
+		for n := range files {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			a.AddFile(n, []byte(files[n]), 0o755, 0, 0)
+		}
+		b := a.Bytes()
+		return image.New(bytes.NewReader(b), int64(len(b)))
+	}
+	cloud := mk(map[string]string{
+		"bin/qzxsyncd":      "\x7fELF\x02\x01\x01\x00 https://tq.rlog.xiaomi.net/upload\x00",
+		"etc/init/qzxs.rc":  "service qzxsync /bin/qzxsyncd\n    class main\n\non boot\n    start qzxsync\n",
+		"etc/init/other.rc": "service vendor_keep /vendor/bin/keepd\n    class hal\n",
+		"etc/vendor.conf":   "probe=https://connectivitycheck.gstatic.com/generate_204\n",
+	})
+	decoy := mk(map[string]string{"etc/init/dlkm.rc": "on early-init\n    insmod /lib/modules/foo.ko\n"})
+	args := bootimg.DefaultArgs()
+	args.VendorBoot, args.HeaderVersion, args.PageSize = true, 4, 4096
+	args.VendorRamdiskFragments = []bootimg.RamdiskFragment{{Type: 1, Name: "cloud", Data: cloud}, {Type: 3, Name: "dlkm", Data: decoy}}
+	out, err := bootimg.Build(&args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := out.Bytes()
+	out.Close()
+	dir := t.TempDir()
+	vb := filepath.Join(dir, "vendor_boot.img")
+	os.WriteFile(vb, b, 0o644)
+	parts := []*part{{name: "vendor_boot", work: vb}}
+	rds, err := openRamdisks(parts, t.Logf)
+	if err != nil || len(rds["vendor_boot"]) != 2 {
+		t.Fatalf("ramdisks %v: %v", rds, err)
+	}
+	trees := map[string]tree.Tree{}
+	for _, rd := range rds["vendor_boot"] {
+		trees[rd.Name] = rd.Tree
+	}
+	target := patches.NewTarget(trees)
+	res, err := harden.Run(context.Background(), target, hardened(t), harden.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Outcome.Clean() || len(res.Outcome.Before) == 0 {
+		t.Fatalf("before %v, left %v", res.Outcome.Before, res.Outcome.Left)
+	}
+	ch, err := writeRamdisks(context.Background(), vb, t.TempDir(), rds["vendor_boot"], target)
+	if err != nil || len(ch) == 0 {
+		t.Fatalf("changes %v: %v", ch, err)
+	}
+	f, _ := image.OpenFile(vb)
+	defer f.Close()
+	back, _, err := patches.ReadBootRamdisks(f, f.Size(), "vendor_boot")
+	if err != nil || len(back) != 2 {
+		t.Fatalf("re-read: %v", err)
+	}
+	if _, err := back[0].Tree.Meta("bin/qzxsyncd"); err == nil {
+		t.Fatal("the cloud daemon is still in the vendor ramdisk")
+	}
+	rc, _ := back[0].Tree.ReadFile("etc/init/qzxs.rc")
+	if !strings.Contains(string(rc), "    disabled\n") || !strings.Contains(string(rc), "# romforge: start qzxsync") {
+		t.Fatalf("qzxs.rc:\n%s", rc)
+	}
+	for _, keep := range []string{"etc/init/other.rc", "etc/vendor.conf"} {
+		if got, _ := back[0].Tree.ReadFile(keep); !strings.Contains(string(got), "\n") || strings.Contains(string(got), "disabled") {
+			t.Fatalf("%s touched:\n%s", keep, got)
+		}
+	}
+	im, err := bootimg.Parse(f, f.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d1, _ := io.ReadAll(im.VendorRamdisk(1))
+	d0, _ := io.ReadAll(image.Reader(decoy))
+	if !bytes.Equal(d0, d1) {
+		t.Fatal("the untouched vendor ramdisk fragment changed")
+	}
+}

@@ -10,6 +10,9 @@ import (
 	"testing"
 
 	"github.com/romforge/romforge/fs/tree"
+	"github.com/romforge/romforge/image"
+	"github.com/romforge/romforge/image/bootimg"
+	"github.com/romforge/romforge/image/cpio"
 	"github.com/romforge/romforge/internal/validators"
 	"github.com/romforge/romforge/patches/cloudgen"
 	"github.com/romforge/romforge/patches/miuitest"
@@ -165,5 +168,42 @@ func TestPatchThenAuditConvergesOnGeneratedROMs(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestAuditBootImage: `audit` reads a boot image's ramdisk (it used to answer "not a ROM romforge can
+// unpack"): a cloud daemon and the service running it are findings (exit 1); a clean ramdisk exits 0.
+func TestAuditBootImage(t *testing.T) {
+	mk := func(files map[string]string) string {
+		a := cpio.New()
+		a.AddDir("sbin", 0o755, 0, 0)
+		for _, n := range []string{"init.rc", "sbin/vqsyncd"} {
+			if b, ok := files[n]; ok {
+				a.AddFile(n, []byte(b), 0o755, 0, 0)
+			}
+		}
+		rd := a.Bytes()
+		args := bootimg.DefaultArgs()
+		k := bytes.Repeat([]byte("K"), 4096)
+		args.Kernel = image.New(bytes.NewReader(k), int64(len(k)))
+		args.Ramdisk = image.New(bytes.NewReader(rd), int64(len(rd)))
+		out, err := bootimg.Build(&args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer out.Close()
+		b, _ := out.Bytes()
+		p := filepath.Join(t.TempDir(), "boot.img")
+		os.WriteFile(p, b, 0o644)
+		return p
+	}
+	dirty := mk(map[string]string{"init.rc": "service vqsync /sbin/vqsyncd\n    class main\n", "sbin/vqsyncd": "\x7fELF\x00https://wq.data.mistat.intl.xiaomi.com/x\x00"})
+	code, out, _ := runCLI(t, "audit", dirty)
+	if code != exitFindings || !strings.Contains(out, "service vqsync") || !strings.Contains(out, "boot-ramdisk/sbin/vqsyncd") {
+		t.Fatalf("dirty boot: exit %d\n%s", code, out)
+	}
+	clean := mk(map[string]string{"init.rc": "service ueventd /sbin/ueventd\n    class core\n"})
+	if code, out, _ := runCLI(t, "audit", clean); code != 0 {
+		t.Fatalf("clean boot: exit %d\n%s", code, out)
 	}
 }
