@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/urfave/cli/v2"
@@ -10,6 +11,7 @@ import (
 	"github.com/romforge/romforge/devices"
 	"github.com/romforge/romforge/flash/emulator"
 	"github.com/romforge/romforge/flash/fastboot"
+	"github.com/romforge/romforge/flash/gadget"
 )
 
 func init() {
@@ -18,10 +20,13 @@ func init() {
 		Usage: "run a virtual fastboot phone (for tests, CI and demos) that the AOSP fastboot client and romforge flash to",
 		Description: "The phone is built from the device catalog; its partitions are files in --state, which also keeps\n" +
 			"its lock state, slot and write counter across restarts. Connect with fastboot -s tcp:HOST:PORT\n" +
-			"(or udp:) or romforge --serial tcp:HOST:PORT. Stop with Ctrl-C.",
+			"(or udp:) or romforge --serial tcp:HOST:PORT. --listen usb (Linux, root) makes this machine a USB fastboot\n" +
+			"device through configfs and FunctionFS on the first USB device controller (usb:UDC names one), so a host\n" +
+			"flashes it over a real cable (or through dummy_hcd). Stop with Ctrl-C.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "device", Aliases: []string{"d"}, Required: true, Usage: "catalog codename of the phone to emulate"},
-			&cli.StringSliceFlag{Name: "listen", Usage: "tcp:HOST:PORT or udp:HOST:PORT (repeatable; default tcp:127.0.0.1:5554)"},
+			&cli.StringSliceFlag{Name: "listen", Usage: "tcp:HOST:PORT, udp:HOST:PORT or usb[:UDC] (repeatable; default tcp:127.0.0.1:5554)"},
+			&cli.StringFlag{Name: "usb-stall-on", Usage: "with --listen usb: halt the IN endpoint instead of answering the first command equal to this (fault injection)"},
 			&cli.StringFlag{Name: "state", Required: true, Usage: "state directory (partitions, state.json)"},
 			&cli.BoolFlag{Name: "locked", Usage: "start with the bootloader locked (new state only)"},
 			&cli.BoolFlag{Name: "allow-unlock", Usage: "let 'fastboot flashing unlock' succeed"},
@@ -79,7 +84,23 @@ func runEmulate(c *cli.Context) error {
 	}
 	var ls []fastboot.Listener
 	for _, a := range addrs {
-		l, err := fastboot.Listen(a)
+		var l fastboot.Listener
+		var err error
+		if a == "usb" || strings.HasPrefix(a, "usb:") {
+			gopt := gadget.Options{Serial: d.Serial(), UDC: strings.TrimPrefix(strings.TrimPrefix(a, "usb"), ":"), StallOn: c.String("usb-stall-on"), Product: "romforge " + dev.Codename}
+			if len(dev.USBIDs) > 0 {
+				gopt.VendorID, gopt.ProductID = uint16(dev.USBIDs[0].Vendor), uint16(dev.USBIDs[0].Product)
+			}
+			if e.verbose {
+				gopt.Logf = func(format string, args ...any) { e.logf(format, args...) }
+			}
+			var g *gadget.Listener
+			if g, err = gadget.Listen(gopt); err == nil {
+				l = g
+			}
+		} else {
+			l, err = fastboot.Listen(a)
+		}
 		if err != nil {
 			for _, o := range ls {
 				o.Close()
