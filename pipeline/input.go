@@ -14,6 +14,7 @@ import (
 	"github.com/romforge/romforge/devices"
 	"github.com/romforge/romforge/image/blockota"
 	"github.com/romforge/romforge/internal/failure"
+	"github.com/romforge/romforge/internal/safeio"
 )
 
 // Input is an opened ROM: named partitions that can be materialised as raw images.
@@ -148,7 +149,7 @@ func (b *blockOTA) Close() error                { return b.zr.Close() }
 
 func (b *blockOTA) Extract(ctx context.Context, name, path string) error {
 	if f := b.files[name+".img"]; f != nil {
-		return copyZipEntry(f, path)
+		return copyZipEntry(ctx, f, path)
 	}
 	tlf := b.files[name+".transfer.list"]
 	if tlf == nil {
@@ -177,7 +178,7 @@ func (b *blockOTA) Extract(ctx context.Context, name, path string) error {
 	}
 	// OpenNewData picks decompression by file name, so stage the (already compressed) entry.
 	tmp := path + suffix
-	if err := copyZipEntry(dat, tmp); err != nil {
+	if err := copyZipEntry(ctx, dat, tmp); err != nil {
 		return err
 	}
 	defer os.Remove(tmp)
@@ -199,7 +200,7 @@ func (b *blockOTA) Extract(ctx context.Context, name, path string) error {
 	return err
 }
 
-func copyZipEntry(f *zip.File, path string) error {
+func copyZipEntry(ctx context.Context, f *zip.File, path string) error {
 	rc, err := f.Open()
 	if err != nil {
 		return failure.Kinded(failure.ErrInvalid, fmt.Errorf("build: %s: %w", f.Name, err))
@@ -209,9 +210,12 @@ func copyZipEntry(f *zip.File, path string) error {
 	if err != nil {
 		return err
 	}
-	_, err = io.Copy(out, rc)
+	_, err = safeio.CopyContext(ctx, out, rc)
 	if cerr := out.Close(); err == nil {
 		err = cerr
+	}
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err() // interrupted, not a damaged entry
 	}
 	if err != nil {
 		return failure.Kinded(failure.ErrInvalid, fmt.Errorf("build: %s: %w", f.Name, err))
@@ -248,7 +252,7 @@ func (d *imageDir) Partitions() []string        { return d.parts }
 func (d *imageDir) UpdateBinary() []byte        { return nil }
 func (d *imageDir) AntiVersion() int            { return -1 }
 func (d *imageDir) Close() error                { return nil }
-func (d *imageDir) Extract(_ context.Context, name, path string) error {
+func (d *imageDir) Extract(ctx context.Context, name, path string) error {
 	in, err := os.Open(filepath.Join(d.dir, name+".img"))
 	if err != nil {
 		return err
@@ -258,7 +262,7 @@ func (d *imageDir) Extract(_ context.Context, name, path string) error {
 	if err != nil {
 		return err
 	}
-	_, err = io.Copy(out, in)
+	_, err = safeio.CopyContext(ctx, out, in)
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
@@ -266,9 +270,9 @@ func (d *imageDir) Extract(_ context.Context, name, path string) error {
 }
 
 // copyImage copies a whole image to w.
-func copyImage(w io.Writer, img interface {
+func copyImage(ctx context.Context, w io.Writer, img interface {
 	ReadAt([]byte, int64) (int, error)
 	Size() int64
 }) (int64, error) {
-	return io.Copy(w, io.NewSectionReader(img, 0, img.Size()))
+	return safeio.CopyContext(ctx, w, io.NewSectionReader(img, 0, img.Size()))
 }

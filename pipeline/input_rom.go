@@ -78,7 +78,7 @@ func (f *fileOTA) Partitions() []string {
 func (f *fileOTA) Extract(ctx context.Context, name, path string) error {
 	switch name {
 	case "boot":
-		return copyZipEntry(f.boot, path)
+		return copyZipEntry(ctx, f.boot, path)
 	case "system":
 		opt := ext4.WriteOptions{Shrink: true, Margin: 64 << 20, Profile: "legacy", MountPoint: "/system", VolumeName: "system", Timestamp: Epoch()}
 		if d := f.dev; d != nil {
@@ -188,7 +188,7 @@ func (x *xiaomiROM) Extract(ctx context.Context, name, path string) error {
 			err = si.Expand(ctx, out, true, nil)
 		}
 	} else {
-		_, err = copyImage(out, img)
+		_, err = copyImage(ctx, out, img)
 	}
 	if cerr := out.Close(); err == nil {
 		err = cerr
