@@ -2,18 +2,15 @@ package flash
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/romforge/romforge/flash/plan"
+	"github.com/romforge/romforge/image"
 	"github.com/romforge/romforge/image/sparse"
-	"github.com/romforge/romforge/internal/safeio"
 )
 
 // Facts are the device's answers that decide whether and how to flash.
@@ -116,19 +113,6 @@ func imageSize(path string) (int64, error) {
 	}
 	defer c.Close()
 	return img.Size(), nil
-}
-
-func fileSHA256(ctx context.Context, path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := safeio.CopyContext(ctx, h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // Preflight asks the device everything that can make the plan dangerous and refuses (plan.RefusedError,
@@ -290,7 +274,7 @@ func Preflight(ctx context.Context, d Device, p *plan.Plan, opt PreflightOptions
 	}
 	for _, s := range p.Steps {
 		if s.Op == plan.OpFlash && s.SHA256 != "" {
-			h, err := fileSHA256(ctx, s.Image)
+			h, err := image.FileSHA256(ctx, s.Image)
 			if ctx.Err() != nil {
 				return nil, ctx.Err() // interrupted, not a reason to refuse
 			}

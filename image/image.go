@@ -174,6 +174,16 @@ func (z zeroReader) ReadAt(p []byte, off int64) (int, error) {
 	return int(m), nil
 }
 
+// FileSHA256 hashes the file at path (raw bytes, as the manifest records them); it stops when ctx is done.
+func FileSHA256(ctx context.Context, path string) (string, error) {
+	f, err := OpenFile(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	return SHA256(ctx, f)
+}
+
 // SHA256 hashes the whole image and returns the lowercase hex digest; it stops when ctx is done.
 func SHA256(ctx context.Context, img Image) (string, error) {
 	h := sha256.New()

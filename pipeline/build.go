@@ -2,8 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -154,7 +152,11 @@ func Run(ctx context.Context, opt Options) (res *Result, err error) {
 	sumCtx, stopSum := context.WithCancel(ctx)
 	defer stopSum()
 	go func() {
-		s, err := fileSHA256(sumCtx, opt.Input)
+		if st, err := os.Stat(opt.Input); err == nil && st.IsDir() {
+			srcSumC <- sumResult{} // a folder of images has no one hash
+			return
+		}
+		s, err := image.FileSHA256(sumCtx, opt.Input)
 		srcSumC <- sumResult{s, err}
 	}()
 	logf("input: %s (%s), partitions: %s", filepath.Base(opt.Input), in.Kind(), strings.Join(in.Partitions(), ", "))
@@ -715,31 +717,11 @@ func hashImages(ctx context.Context, dir string, parts []*part) ([]string, error
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			sums[i], errs[i] = fileSHA256(ctx, filepath.Join(dir, "images", p.name+".img"))
+			sums[i], errs[i] = image.FileSHA256(ctx, filepath.Join(dir, "images", p.name+".img"))
 		}()
 	}
 	wg.Wait()
 	return sums, errors.Join(errs...)
-}
-
-func fileSHA256(ctx context.Context, path string) (string, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return "", err
-	}
-	if st.IsDir() {
-		return "", nil
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := safeio.CopyContext(ctx, h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // stampTimes sets every file's mtime to the epoch, so archiving a bundle is reproducible too.

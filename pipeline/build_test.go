@@ -72,7 +72,7 @@ func TestArmaniBuildReproducibleAndClean(t *testing.T) {
 		sums[i] = map[string]string{}
 		filepath.Walk(out, func(p string, fi os.FileInfo, err error) error {
 			if err == nil && !fi.IsDir() {
-				s, _ := fileSHA256(context.Background(), p)
+				s, _ := image.FileSHA256(context.Background(), p)
 				rel, _ := filepath.Rel(out, p)
 				sums[i][rel] = s
 			}
@@ -263,7 +263,7 @@ func TestABDynamicBuild(t *testing.T) {
 		if len(vb) < 124 || vb[123]&3 != 3 {
 			t.Fatal("vbmeta flags not set")
 		}
-		sums[i], _ = fileSHA256(context.Background(), filepath.Join(out, "manifest.json"))
+		sums[i], _ = image.FileSHA256(context.Background(), filepath.Join(out, "manifest.json"))
 		if i == 0 {
 			checkSuperWithAOSPTools(t, out, m)
 		}
@@ -310,7 +310,7 @@ func checkSuperWithAOSPTools(t *testing.T, out string, m *bundle.Manifest) {
 	}
 	validators.Run(t, lpunpack, "--slot=0", raw, dir)
 	for _, p := range m.Super.Partitions {
-		if got, _ := fileSHA256(context.Background(), filepath.Join(dir, p.Partition+".img")); got != p.SHA256 {
+		if got, _ := image.FileSHA256(context.Background(), filepath.Join(dir, p.Partition+".img")); got != p.SHA256 {
 			t.Errorf("lpunpack %s: sha256 %s, manifest %s", p.Partition, got, p.SHA256)
 		}
 	}
