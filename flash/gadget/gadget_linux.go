@@ -84,6 +84,10 @@ func Listen(opt Options) (*Listener, error) {
 		l.udc = ents[0].Name()
 	}
 	l.dir = filepath.Join(root, opt.Name)
+	// A gadget of this name left by a killed emulator is ours to replace.
+	if err := removeGadget(l.dir, opt.Name, opt.FFSDir); err != nil {
+		return nil, setupErr("removing the stale gadget "+l.dir, err)
+	}
 	if err := l.create(); err != nil {
 		l.teardown()
 		return nil, err
@@ -155,8 +159,7 @@ func (l *Listener) create() error {
 
 // teardown undoes create as far as it got.
 func (l *Listener) teardown() {
-	g := l.dir
-	os.WriteFile(filepath.Join(g, "UDC"), []byte("\n"), 0o644)
+	os.WriteFile(filepath.Join(l.dir, "UDC"), []byte("\n"), 0o644)
 	for _, fd := range []int{l.epIn, l.epOut} {
 		if fd >= 0 {
 			unix.Close(fd)
@@ -169,12 +172,39 @@ func (l *Listener) teardown() {
 		case <-time.After(2 * time.Second):
 		}
 	}
-	unix.Unmount(l.opt.FFSDir, unix.MNT_DETACH)
-	os.Remove(l.opt.FFSDir)
-	os.Remove(filepath.Join(g, "configs/c.1/ffs."+l.opt.Name))
-	for _, d := range []string{"configs/c.1/strings/0x409", "configs/c.1", "functions/ffs." + l.opt.Name, "strings/0x409", ""} {
-		os.Remove(filepath.Join(g, d))
+	l.epIn, l.epOut, l.ep0 = -1, -1, -1
+	if err := removeGadget(l.dir, l.opt.Name, l.opt.FFSDir); err != nil {
+		l.opt.Logf("gadget: removing %s: %v", l.dir, err)
 	}
+}
+
+// removeGadget unbinds and deletes a gadget directory and unmounts its FunctionFS instance, also one
+// left behind by a process that was killed. configfs lets go of a function only once its FunctionFS
+// instance is released, which the kernel finishes asynchronously: removals are retried for a while.
+func removeGadget(dir, name, ffsDir string) error {
+	if _, err := os.Stat(dir); err != nil {
+		return nil
+	}
+	os.WriteFile(filepath.Join(dir, "UDC"), []byte("\n"), 0o644)
+	var err error
+	for try := 0; try < 40; try++ {
+		if e := unix.Unmount(ffsDir, 0); e != nil && e != unix.EINVAL && e != unix.ENOENT {
+			err = fmt.Errorf("unmount %s: %w", ffsDir, e)
+		}
+		os.Remove(filepath.Join(dir, "configs/c.1/ffs."+name))
+		err = nil
+		for _, d := range []string{"configs/c.1/strings/0x409", "configs/c.1", "functions/ffs." + name, "strings/0x409", ""} {
+			if e := os.Remove(filepath.Join(dir, d)); e != nil && !errors.Is(e, os.ErrNotExist) {
+				err = e
+			}
+		}
+		if err == nil {
+			os.Remove(ffsDir)
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return err
 }
 
 // events follows ep0: ENABLE starts a session, DISABLE/UNBIND end it; control requests the function

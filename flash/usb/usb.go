@@ -52,7 +52,7 @@ var ErrDisconnected = failure.Kinded(failure.ErrIO, errors.New("usb: the device 
 
 // ErrStalled is returned when the device halted an endpoint (it refused a transfer). The halt has been
 // cleared when it is returned, so the next command can work without a replug.
-var ErrStalled = failure.Kinded(failure.ErrIO, errors.New("usb: the device stalled the endpoint (refused the transfer); the halt was cleared: run the command again, and reboot the phone to the bootloader if it keeps happening"))
+var ErrStalled = failure.Kinded(failure.ErrIO, errors.New("the device stalled the endpoint (refused the transfer); the halt was cleared: run the command again, and reboot the phone to the bootloader if it keeps happening"))
 
 // UdevHint is added to permission errors.
 const UdevHint = "no permission to open the USB device: install the udev rules with 'sudo scripts/install-udev-rules.sh' (then replug the phone), or run as root"
