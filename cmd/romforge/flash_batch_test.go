@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -228,7 +230,6 @@ func TestFlashBundlesFolderMixedPhones(t *testing.T) {
 	if code != exitRefused || phones[0].em.Writes() != before {
 		t.Fatalf("dry run: exit %d, writes %d → %d\n%s\n%s", code, before, phones[0].em.Writes(), stdout, stderr)
 	}
-	t.Logf("dry-run table:\n%s\nstderr:\n%s", stdout, stderr)
 	for _, want := range []string{"MODEL", "REASONS", "refused", "locked", "skipped", "no bundle for ginkgo", "1 ok, 1 refused, 1 skipped, 0 failed"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("table lacks %q:\n%s", want, stdout)
@@ -248,7 +249,7 @@ func TestFlashBundlesFolderMixedPhones(t *testing.T) {
 	exit := make(chan int, 1)
 	go func() {
 		exit <- run(ctx, []string{"romforge", "flash", bundles, "--watch", "--serials-file", file, "--yes", "--json",
-			"--cache-dir", cache, "--log-dir", logs}, strings.NewReader(""), &wout, &werr)
+			"--cache-dir", cache, "--log-dir", logs, "--http", "127.0.0.1:0"}, strings.NewReader(""), &wout, &werr)
 	}()
 	time.Sleep(300 * time.Millisecond) // the station is polling an empty list
 	f, _ := os.OpenFile(file, os.O_APPEND|os.O_WRONLY, 0)
@@ -262,6 +263,24 @@ func TestFlashBundlesFolderMixedPhones(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	flashes := seventh.Stats().Flashes
+	// The status page has the row and the tally.
+	page := regexp.MustCompile(`status page: (http://127\.0\.0\.1:\d+/)`).FindStringSubmatch(werr.String())
+	if page == nil {
+		t.Fatalf("no status page address on stderr:\n%s", werr.String())
+	}
+	var rows struct {
+		Rows  []flash.Status `json:"rows"`
+		Tally flash.Tally    `json:"tally"`
+	}
+	resp, err := http.Get(page[1] + "rows")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = json.NewDecoder(resp.Body).Decode(&rows)
+	resp.Body.Close()
+	if err != nil || len(rows.Rows) != 1 || rows.Rows[0].Serial != s7 || rows.Rows[0].State != flash.ResultOK || rows.Tally.OK != 1 {
+		t.Fatalf("status page rows: %v %+v", err, rows)
+	}
 	time.Sleep(1500 * time.Millisecond) // a poll or two with the phone still listed
 	cancel()
 	select {
