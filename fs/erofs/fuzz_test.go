@@ -26,14 +26,18 @@ func (m *memWriterAt) WriteAt(p []byte, off int64) (int, error) {
 	return copy(m.b[off:], p), nil
 }
 
-func tinyTree(t testing.TB) *tree.Mem {
+func tinyTree(t testing.TB) *tree.Mem { return treeOf(1200) }
+
+// treeOf is a small tree whose text file is n repetitions of a 12-byte line; the fuzz seeds use a
+// short text (two blocks, still compressible across clusters) so each execution is quick.
+func treeOf(n int) *tree.Mem {
 	tr := tree.NewMem()
 	m := tree.Meta{Mode: fs.ModeDir | 0o755}
 	m.SetSELinux("u:object_r:system_file:s0")
 	tr.Put("d", m, nil)
 	f := tree.Meta{Mode: 0o644, UID: 1000}
 	f.SetSELinux("u:object_r:system_file:s0")
-	tr.Put("d/text", f, bytes.Repeat([]byte("hello erofs "), 1200))
+	tr.Put("d/text", f, bytes.Repeat([]byte("hello erofs "), n))
 	tr.Put("d/small", f, []byte("tail"))
 	tr.Put("link", tree.Meta{Mode: fs.ModeSymlink | 0o777, Target: "d/text"}, nil)
 	tr.Put("null", tree.Meta{Mode: fs.ModeDevice | fs.ModeCharDevice | 0o666, Rdev: tree.Mkdev(1, 3)}, nil)
@@ -64,7 +68,7 @@ func walkAll(f *FS) {
 func FuzzErofs(f *testing.F) {
 	for _, c := range []string{"", "lz4", "lz4hc"} {
 		w := &memWriterAt{}
-		if _, err := Write(f.Context(), w, tinyTree(f), WriteOptions{Compression: c}); err != nil {
+		if _, err := Write(f.Context(), w, treeOf(400), WriteOptions{Compression: c}); err != nil {
 			f.Fatal(err)
 		}
 		f.Add(w.b)
@@ -73,7 +77,7 @@ func FuzzErofs(f *testing.F) {
 		dir := f.TempDir()
 		src := filepath.Join(dir, "src")
 		os.MkdirAll(filepath.Join(src, "d"), 0o755)
-		os.WriteFile(filepath.Join(src, "d", "text"), bytes.Repeat([]byte("hello erofs "), 1200), 0o644)
+		os.WriteFile(filepath.Join(src, "d", "text"), bytes.Repeat([]byte("hello erofs "), 400), 0o644)
 		os.WriteFile(filepath.Join(src, "small"), []byte("tail"), 0o644)
 		for _, args := range [][]string{{"-zlz4hc"}, {"-zlz4", "-Eztailpacking"}, {"--chunksize=4096"}, {"-zlz4hc", "-C16384"}} {
 			img := filepath.Join(dir, "m.img")

@@ -46,6 +46,27 @@ func FuzzReader(f *testing.F) {
 				}
 			}
 		}
+		// Expand checks CRC32 chunks as it goes: it fails only as invalid input, and what it writes is
+		// what ReadAt reads.
+		if m.Size() <= 1<<20 {
+			dst := &memAt{b: make([]byte, m.Size())}
+			err := m.Expand(t.Context(), dst, true, nil)
+			if err != nil && !errors.Is(err, failure.ErrInvalid) {
+				t.Fatalf("Expand: %v", err)
+			}
+			if err != nil && m.Verify(t.Context()) == nil {
+				t.Fatalf("Expand refused (%v) what Verify accepts", err)
+			}
+			if err == nil {
+				want := make([]byte, m.Size())
+				if _, err := m.ReadAt(want, 0); err != nil && err != io.EOF {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(dst.b, want) {
+					t.Fatal("Expand and ReadAt disagree")
+				}
+			}
+		}
 		if _, err := m.Chunks(); err != nil {
 			t.Fatalf("Chunks of accepted image: %v", err)
 		}
