@@ -301,7 +301,7 @@ func TestFlashBundlesFolderMixedPhones(t *testing.T) {
 // stay aligned: every continuation line is blank up to the REASONS column.
 func TestSummaryTableAligned(t *testing.T) {
 	rng := rand.New(rand.NewPCG(8, 9))
-	words := []string{"locked", "anti-rollback", "the device", "did not answer", "partition", "Ωmega", "ÿ"}
+	words := []string{"locked", "anti-rollback", "the device", "did not answer", "partition", "Ωmega", "ÿ", "\x1b[1A"}
 	for iter := 0; iter < 100; iter++ {
 		sum := &flash.Summary{}
 		for i := 1 + rng.IntN(6); i > 0; i-- {
@@ -318,6 +318,9 @@ func TestSummaryTableAligned(t *testing.T) {
 		}
 		var b bytes.Buffer
 		writeSummary(&b, sum, func(s string) string { return s })
+		if strings.ContainsRune(b.String(), 0x1b) {
+			t.Fatalf("iter %d: an escape sequence reached the table:\n%q", iter, b.String())
+		}
 		lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
 		col := utf8.RuneCountInString(lines[0][:strings.Index(lines[0], "REASONS")])
 		want := 2 // the heading and the totals
@@ -352,14 +355,15 @@ func TestLiveLinesFitTheTerminal(t *testing.T) {
 			total := rng.Int64N(1 << 32)
 			rows = append(rows, flash.Status{
 				Serial: fmt.Sprintf("udp:192.168.%d.%d:%d", rng.IntN(256), rng.IntN(256), rng.IntN(65536)),
-				Model:  strings.Repeat("Redmi Note ", rng.IntN(5)), State: []string{flash.StateFlashing, flash.ResultOK, flash.ResultFailed, flash.StateChecking}[rng.IntN(4)],
+				Model:  strings.Repeat("Redmi Note ", rng.IntN(5)) + []string{"", "\x1b[2J\x1b[31m"}[rng.IntN(2)], State: []string{flash.StateFlashing, flash.ResultOK, flash.ResultFailed, flash.StateChecking}[rng.IntN(4)],
 				Step: "fastboot flash system system.img", Index: 2, Steps: 5, Total: total, Bytes: rng.Int64N(total + 1),
 				Rate: rng.Float64() * 1e8, ETA: rng.Float64()*1000 - 1, Reasons: []string{"the bootloader is locked:\nunlock it"},
 			})
 		}
 		width := 20 + rng.IntN(200)
 		for _, l := range renderLiveLines(rows, width, now) {
-			if n := utf8.RuneCountInString(l); n > width || strings.Contains(l, "\n") {
+			// A phone's answers are printed: their escape sequences must not reach the terminal.
+			if n := utf8.RuneCountInString(l); n > width || strings.ContainsAny(l, "\n\x1b") {
 				t.Fatalf("width %d: line of %d runes: %q", width, n, l)
 			}
 		}

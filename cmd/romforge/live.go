@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/term"
@@ -134,10 +135,10 @@ func renderLiveLines(rows []flash.Status, width int, now time.Time) []string {
 	for _, r := range rows {
 		step := r.State
 		if r.State == flash.StateFlashing && r.Step != "" {
-			step = fmt.Sprintf("%d/%d %s", r.Index, r.Steps, strings.TrimPrefix(r.Step, "fastboot "))
+			step = fmt.Sprintf("%d/%d %s", r.Index, r.Steps, printable(strings.TrimPrefix(r.Step, "fastboot ")))
 		}
 		if r.Finished() && len(r.Reasons) > 0 {
-			step = r.State + ": " + firstLine(r.Reasons[0])
+			step = r.State + ": " + printable(firstLine(r.Reasons[0]))
 		}
 		tail := ""
 		if r.Total > 0 && !(r.Finished() && r.State != flash.ResultOK) {
@@ -145,7 +146,7 @@ func renderLiveLines(rows []flash.Status, width int, now time.Time) []string {
 		} else if r.Finished() {
 			tail = fmt.Sprintf(" %.1fs", r.Seconds)
 		}
-		head := fmt.Sprintf("%-*s %-*s ", mw, clip(modelOf(r), mw), sw, clip(r.Serial, sw))
+		head := fmt.Sprintf("%-*s %-*s ", mw, clip(modelOf(r), mw), sw, clip(printable(r.Serial), sw))
 		room := width - utf8.RuneCountInString(head) - utf8.RuneCountInString(tail)
 		if room < 8 {
 			out = append(out, clip(head+step, width))
@@ -158,12 +159,23 @@ func renderLiveLines(rows []flash.Status, width int, now time.Time) []string {
 
 func modelOf(r flash.Status) string {
 	if r.Model != "" {
-		return r.Model
+		return printable(r.Model)
 	}
 	if r.Product != "" {
-		return r.Product
+		return printable(r.Product)
 	}
 	return "?"
+}
+
+// printable replaces control characters: a phone's answers (its product, a FAIL message) reach the
+// terminal, and an escape sequence in them must not move the cursor or recolour the screen.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return '�'
+		}
+		return r
+	}, s)
 }
 
 func eta(r flash.Status) string {
@@ -239,15 +251,17 @@ func (p *plainView) Update(s flash.Status) {
 	if s.State == flash.StateWaiting {
 		return
 	}
-	line := fmt.Sprintf("%s %s: %s", time.Now().Format("15:04:05"), s.Serial, s.State)
+	line := fmt.Sprintf("%s %s: %s", time.Now().Format("15:04:05"), printable(s.Serial), s.State)
 	if m := modelOf(s); m != "?" {
-		line = fmt.Sprintf("%s %s (%s): %s", time.Now().Format("15:04:05"), s.Serial, m, s.State)
+		line = fmt.Sprintf("%s %s (%s): %s", time.Now().Format("15:04:05"), printable(s.Serial), m, s.State)
 	}
 	if s.Step != "" {
-		line += fmt.Sprintf(" %d/%d %s", s.Index, s.Steps, s.Step)
+		line += fmt.Sprintf(" %d/%d %s", s.Index, s.Steps, printable(s.Step))
 	}
 	for _, r := range s.Reasons {
-		line += "\n    " + strings.ReplaceAll(r, "\n", "\n    ")
+		for _, l := range strings.Split(r, "\n") {
+			line += "\n    " + printable(l)
+		}
 	}
 	fmt.Fprintln(p.w, line)
 }
@@ -292,6 +306,7 @@ func writeSummary(w io.Writer, sum *flash.Summary, bold func(string) string) {
 		var lines []string
 		for _, r := range p.Reasons {
 			for i, l := range strings.Split(r, "\n") {
+				l = printable(l)
 				if i == 0 {
 					l = "- " + l
 				} else {
@@ -309,7 +324,7 @@ func writeSummary(w io.Writer, sum *flash.Summary, bold func(string) string) {
 				lines[0] = strings.TrimSpace(lines[0] + " (" + flash.NoteDryRun + ")")
 			}
 		}
-		table = append(table, []string{modelOf(p), p.Serial, p.State, fmt.Sprintf("%.1fs", p.Seconds), lines[0]})
+		table = append(table, []string{modelOf(p), printable(p.Serial), p.State, fmt.Sprintf("%.1fs", p.Seconds), lines[0]})
 		for _, l := range lines[1:] {
 			table = append(table, []string{"", "", "", "", l})
 		}
