@@ -1,7 +1,9 @@
 package main
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/romforge/romforge/devices"
 	"github.com/romforge/romforge/flash/emulator"
+	"github.com/romforge/romforge/image/sparse"
 )
 
 // plantUserData writes recognisable bytes into the emulated phone's userdata, as a customer's data.
@@ -28,14 +31,25 @@ func checkFlashed(t *testing.T, em *emulator.Device, d *devices.Device, rom stoc
 	changes := em.Changes()
 	n := 0
 	for part, img := range rom.Images {
-		want, _ := os.ReadFile(img)
+		// The expanded image (super.img is sparse); its first 4 MiB hold super's geometry and metadata.
+		si, c, err := sparse.Open(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := make([]byte, min(si.Size(), 4<<20))
+		si.ReadAt(want, 0)
+		c.Close()
 		names := []string{part}
 		if rom.Slotted[part] {
 			names = []string{part + "_a", part + "_b"}
 		}
 		for _, name := range names {
-			got, _ := os.ReadFile(em.PartitionPath(name))
-			if len(got) < len(want) || !bytes.Equal(got[:len(want)], want) || changes[name] != 1 {
+			got := make([]byte, len(want))
+			if f, err := os.Open(em.PartitionPath(name)); err == nil {
+				f.ReadAt(got, 0)
+				f.Close()
+			}
+			if !bytes.Equal(got, want) || changes[name] != 1 {
 				t.Errorf("%s: %s not flashed with %s (changes %d)", d.Codename, name, filepath.Base(img), changes[name])
 			}
 			n++
@@ -79,6 +93,21 @@ func TestStockXiaomiROMKeepsUserData(t *testing.T) {
 		}
 		if c := em.Changes(); c["userdata"] != 0 || c["metadata"] != 0 {
 			t.Errorf("%s: userdata/metadata written: %v", codename, c)
+		}
+
+		// The same ROM as MiFlash downloads ship it (.tgz, top folder inside) plans and flashes the same.
+		if codename == "spes" {
+			tgz := packTGZ(t, rom.Root)
+			emT, serialT := startEmulator(t, codename, emulator.Options{})
+			data := plantUserData(t, emT)
+			code, stdout, stderr := runCLI(t, "flash", tgz, "--serial", serialT, "--yes")
+			if code != 0 {
+				t.Fatalf("%s .tgz: exit %d\n%s\n%s", codename, code, stdout, stderr)
+			}
+			checkFlashed(t, emT, d, rom)
+			if got, _ := os.ReadFile(emT.PartitionPath("userdata")); !bytes.Equal(got, data) {
+				t.Errorf("%s .tgz: userdata changed", codename)
+			}
 		}
 
 		// No except_storage script: flash_all without its wipe steps, said so.
@@ -129,4 +158,49 @@ func TestStockXiaomiROMKeepsUserData(t *testing.T) {
 			}
 		}
 	}
+}
+
+// packTGZ packs a ROM folder into NAME.tgz with NAME/ as its top folder, as Xiaomi publishes them.
+func packTGZ(t *testing.T, root string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), filepath.Base(root)+".tgz")
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zw := gzip.NewWriter(f)
+	tw := tar.NewWriter(zw)
+	err = filepath.Walk(root, func(p string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(filepath.Dir(root), p)
+		h, err := tar.FileInfoHeader(info, "")
+		if err != nil {
+			return err
+		}
+		h.Name = filepath.ToSlash(rel)
+		if err := tw.WriteHeader(h); err != nil || info.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		_, err = tw.Write(b)
+		return err
+	})
+	if err == nil {
+		err = tw.Close()
+	}
+	if err == nil {
+		err = zw.Close()
+	}
+	if err == nil {
+		err = f.Close()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"math/rand"
 	"os"
@@ -9,6 +11,9 @@ import (
 	"testing"
 
 	"github.com/romforge/romforge/devices"
+	"github.com/romforge/romforge/image"
+	"github.com/romforge/romforge/image/lp"
+	"github.com/romforge/romforge/image/sparse"
 )
 
 // stockROM is a generated stock-style Xiaomi fastboot ROM folder.
@@ -69,6 +74,39 @@ func writeStockROM(t *testing.T, d *devices.Device, seed int64, anti int) stockR
 		}
 		sh = append(sh, fmt.Sprintf("fastboot $* flash %s `dirname $0`/images/%s || { echo \"Flash %s error\"; exit 1; }", part, file, p.Name))
 		bat = append(bat, fmt.Sprintf(`fastboot %%* flash %s %%~dp0images\%s || @echo "Flash %s error" && exit /B 1`, part, file, p.Name))
+	}
+	if d.Dynamic && d.Super != nil {
+		// super.img as MiFlash ROMs ship it: sparse, slot-a logical partitions filled, flashed whole.
+		spec := lp.BuildSpec{DeviceSize: d.Super.Size, MetadataMaxSize: uint32(d.Super.MetadataSize), MetadataSlots: uint32(d.Super.MetadataSlots), VirtualAB: d.Super.VirtualAB}
+		for _, g := range d.Super.Groups {
+			spec.Groups = append(spec.Groups, lp.GroupSpec{Name: g.Name, MaximumSize: uint64(g.MaxSize)})
+		}
+		for _, p := range d.Partitions {
+			if p.Logical {
+				b := make([]byte, (1+rng.Intn(16))*4096)
+				rng.Read(b)
+				spec.Partitions = append(spec.Partitions, lp.PartitionSpec{Name: p.Name, Group: p.Group, Attributes: lp.AttrReadonly, Image: image.New(bytes.NewReader(b), int64(len(b)))})
+			}
+		}
+		if d.AB {
+			spec = spec.WithSlotSuffixes()
+		}
+		img, _, err := lp.Compose(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(root, "images", "super.img")
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sparse.Write(context.Background(), f, img, sparse.WriteOptions{HolesDontCare: true}); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		r.Images["super"] = path
+		sh = append(sh, "fastboot $* flash super `dirname $0`/images/super.img || { echo \"Flash super error\"; exit 1; }")
+		bat = append(bat, `fastboot %* flash super %~dp0images\super.img || @echo "Flash super error" && exit /B 1`)
 	}
 	product := d.Products[0]
 	shHead := fmt.Sprintf(`#!/bin/sh
