@@ -338,3 +338,64 @@ func TestStationRetriesUnreachableNetworkPhone(t *testing.T) {
 		t.Fatalf("results %+v, warnings %q", sum.Phones, warns)
 	}
 }
+
+// TestStationUSBHotplug: a USB phone is flashed when it shows up, not again while it stays, and again
+// after it was unplugged and plugged back.
+func TestStationUSBHotplug(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	cands := []flash.Candidate{pairsCandidate(t, "armani", rng)}
+	ph := serveBatchPhone(t, "armani", "tcp", emulator.Options{})
+	var mu sync.Mutex
+	plugged := false
+	setPlugged := func(b bool) { mu.Lock(); plugged = b; mu.Unlock() }
+	list := func(context.Context) ([]string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if plugged {
+			return []string{"0123abcd"}, nil
+		}
+		return nil, nil
+	}
+	// The "USB" phone is the emulator behind a serial number.
+	dial := func(ctx context.Context, serial string) (flash.Device, io.Closer, error) {
+		if serial != "0123abcd" {
+			return nil, nil, fmt.Errorf("no USB phone %s", serial)
+		}
+		return dialBatch(ctx, ph.serial)
+	}
+	results := make(chan flash.Status, 10)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan *flash.Summary)
+	go func() {
+		done <- flash.Station(ctx, flash.StationOptions{Batch: flash.BatchOptions{Dial: dial}, Candidates: cands,
+			ListUSB: list, Poll: 20 * time.Millisecond, OnResult: func(s flash.Status, _ flash.Tally) { results <- s }})
+	}()
+	next := func() flash.Status {
+		t.Helper()
+		select {
+		case s := <-results:
+			return s
+		case <-time.After(20 * time.Second):
+			t.Fatal("no result")
+		}
+		return flash.Status{}
+	}
+	setPlugged(true)
+	if s := next(); s.State != flash.ResultOK || s.Transport != "usb" || s.Serial != "0123abcd" {
+		t.Fatalf("first plug: %+v", s)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if len(results) != 0 {
+		t.Fatal("flashed twice while plugged in")
+	}
+	setPlugged(false)
+	time.Sleep(100 * time.Millisecond)
+	setPlugged(true)
+	if s := next(); s.State != flash.ResultOK {
+		t.Fatalf("re-plug: %+v", s)
+	}
+	cancel()
+	if sum := <-done; sum.OK != 2 {
+		t.Fatalf("summary %+v", sum)
+	}
+}
