@@ -26,6 +26,8 @@ type fakeKernel struct {
 	out        []byte
 	in         [][]byte
 	outBlock   bool // OUT URBs stay pending (a device that stopped reading)
+	outShort   int  // > 0: the next OUT URB completes after this many bytes, and the device leaves the bus
+	goneDelay  time.Duration
 	halted     bool // the IN endpoint is halted
 	gone       bool
 	clearedEPs []uint32
@@ -67,6 +69,12 @@ func (k *fakeKernel) progress() {
 			} else {
 				k.in = k.in[1:]
 			}
+		case !isIn && !blockedOut && !k.outBlock && k.outShort > 0:
+			n := min(k.outShort, int(u.BufferLength))
+			k.out = append(k.out, urbData(u)[:n]...)
+			u.ActualLength = int32(n)
+			k.outShort = 0
+			time.AfterFunc(k.goneDelay, func() { k.unplug(unix.ESHUTDOWN) })
 		case !isIn && !blockedOut && !k.outBlock:
 			k.out = append(k.out, urbData(u)...)
 			u.ActualLength = u.BufferLength
@@ -166,6 +174,10 @@ func (k *fakeKernel) ioctl(req uintptr, arg unsafe.Pointer) error {
 		k.done = k.done[1:]
 		k.inUse -= int(u.BufferLength)
 		*(*unsafe.Pointer)(arg) = unsafe.Pointer(u)
+	case usbdevfsConnectInfo:
+		if k.gone {
+			return unix.ENODEV
+		}
 	case usbdevfsClearHalt:
 		ep := *(*uint32)(arg)
 		k.ops = append(k.ops, "clear-halt")

@@ -58,6 +58,13 @@ type disconnectClaim struct {
 // named one.
 const disconnectClaimExceptDriver = 0x02
 
+// connectInfo is struct usbdevfs_connectinfo.
+type connectInfo struct {
+	Devnum uint32
+	Slow   uint8
+	_      [3]byte
+}
+
 // getDriver is struct usbdevfs_getdriver.
 type getDriver struct {
 	Interface uint32
@@ -66,6 +73,7 @@ type getDriver struct {
 
 var (
 	usbdevfsGetDriver        = ioc(iocWrite, 'U', 8, unsafe.Sizeof(getDriver{}))
+	usbdevfsConnectInfo      = ioc(iocWrite, 'U', 17, unsafe.Sizeof(connectInfo{}))
 	usbdevfsSubmitURB        = ioc(iocRead, 'U', 10, unsafe.Sizeof(urb{}))
 	usbdevfsDiscardURB       = ioc(iocNone, 'U', 11, 0)
 	usbdevfsReapURBNDelay    = ioc(iocWrite, 'U', 13, unsafe.Sizeof(uintptr(0)))

@@ -41,7 +41,9 @@ type pipeDevice struct {
 
 const pipeChunk = 1 << 20
 
-func newPipeDevice(info DeviceInfo, ops pipeOps) *pipeDevice { return &pipeDevice{info: info, ops: ops} }
+func newPipeDevice(info DeviceInfo, ops pipeOps) *pipeDevice {
+	return &pipeDevice{info: info, ops: ops}
+}
 
 func (d *pipeDevice) expired() error {
 	d.mu.Lock()

@@ -286,6 +286,24 @@ func (d *Device) abandon(q []*urb) {
 	}
 }
 
+// vanished reports whether the device leaves the bus within a moment: a device that stops taking data
+// in the middle of a transfer is usually going away (cable pulled, phone rebooting), and the kernel
+// notices the disconnect shortly after the transfer ended.
+func (d *Device) vanished() bool {
+	stop := time.Now().Add(1500 * time.Millisecond)
+	for {
+		var ci connectInfo
+		err := d.sys.ioctl(usbdevfsConnectInfo, unsafe.Pointer(&ci))
+		if errors.Is(err, unix.ENODEV) {
+			return true
+		}
+		if time.Now().After(stop) {
+			return false
+		}
+		d.sys.wait(50 * time.Millisecond)
+	}
+}
+
 // status turns a reaped URB's status into an error, clearing a stalled endpoint.
 func (d *Device) status(what string, u *urb) error {
 	if u.Status == 0 {
@@ -377,6 +395,9 @@ func (d *Device) Write(p []byte) (int, error) {
 		sent += int(u.ActualLength)
 		if u.ActualLength != u.BufferLength {
 			d.abandon(q)
+			if d.vanished() {
+				return sent, fmt.Errorf("usb: bulk write (%s): the device stopped taking data after %d bytes: %w", d.Info.Serial, sent, ErrDisconnected)
+			}
 			return sent, failure.Kinded(failure.ErrIO, fmt.Errorf("usb: bulk write: the device took %d of %d bytes", u.ActualLength, u.BufferLength))
 		}
 	}

@@ -157,6 +157,24 @@ func TestUnplugErrorsAreDisconnects(t *testing.T) {
 	}
 }
 
+// A device that stops taking data in the middle of a write and then leaves the bus (what a cable pull
+// looks like through dummy_hcd) is a disconnect, not a short write.
+func TestShortWriteThenGoneIsDisconnect(t *testing.T) {
+	for _, delay := range []time.Duration{0, 300 * time.Millisecond} {
+		k := newFake()
+		k.outShort, k.goneDelay = 66816, delay
+		d, err := openSys(testInfo, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := d.Write(make([]byte, 1<<20))
+		if !errors.Is(err, ErrDisconnected) || n != 66816 {
+			t.Errorf("gone after %v: wrote %d: %v", delay, n, err)
+		}
+		d.Close()
+	}
+}
+
 // Defect 5: with usbfs's buffer budget nearly used up, transfers get smaller instead of failing, and
 // the data arrives intact; below the smallest transfer the error names usbfs_memory_mb.
 func TestNoMemoryFallsBackToSmallerTransfers(t *testing.T) {
@@ -243,6 +261,7 @@ func TestAsyncIoctlNumbers(t *testing.T) {
 		{"USBDEVFS_DISCARDURB", usbdevfsDiscardURB, 0x550b},
 		{"USBDEVFS_REAPURBNDELAY", usbdevfsReapURBNDelay, 0x4008550d},
 		{"USBDEVFS_GETDRIVER", usbdevfsGetDriver, 0x41045508},
+		{"USBDEVFS_CONNECTINFO", usbdevfsConnectInfo, 0x40085511},
 		{"USBDEVFS_DISCONNECT_CLAIM", usbdevfsDisconnectClaim, 0x8108551b},
 	} {
 		if c.got != c.want {

@@ -177,7 +177,7 @@ func (d *winDev) writePipe(pipe uint8, p []byte) (int, error) {
 
 func (d *winDev) abortPipe(pipe uint8) error { return call(procAbortPipe, d.wh, uintptr(pipe)) }
 func (d *winDev) resetPipe(pipe uint8) error { return call(procResetPipe, d.wh, uintptr(pipe)) }
-func (d *winDev) close() error              { return d.closeHandles() }
+func (d *winDev) close() error               { return d.closeHandles() }
 
 // interfacePaths lists the present device interfaces of the fastboot classes.
 func interfacePaths() []string {
