@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -379,5 +380,37 @@ func TestSerialFlagBothSpellings(t *testing.T) {
 	want := "romforge --json flash --serial a --serial tcp:h --serial=c b"
 	if strings.Join(got, " ") != want {
 		t.Fatalf("got  %q\nwant %q", strings.Join(got, " "), want)
+	}
+}
+
+// A station's live block never outgrows the terminal (lines scrolled off cannot be redrawn) and keeps
+// every phone in progress in view while they fit.
+func TestLiveViewFitsTheScreen(t *testing.T) {
+	rng := rand.New(rand.NewPCG(12, 13))
+	for iter := 0; iter < 300; iter++ {
+		v := &liveView{width: 60 + rng.IntN(100), height: 5 + rng.IntN(30), rows: map[string]flash.Status{}}
+		active := map[string]bool{}
+		for i := rng.IntN(60); i > 0; i-- {
+			st := flash.Status{Serial: fmt.Sprintf("tcp:10.0.0.%d:5554", i), State: flash.ResultOK}
+			if rng.IntN(4) == 0 {
+				st.State = flash.StateFlashing
+				active[st.Serial] = true
+			}
+			v.Update(st)
+		}
+		if rng.IntN(2) == 0 {
+			v.SetTally(flash.Tally{OK: 3})
+		}
+		lines := v.linesLocked()
+		if len(lines) > v.height-1 {
+			t.Fatalf("iter %d: %d lines on a %d-line terminal", iter, len(lines), v.height)
+		}
+		if len(active) <= v.height-4 {
+			for s := range active {
+				if !slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, s+" ") }) {
+					t.Fatalf("iter %d: active %s not shown:\n%s", iter, s, strings.Join(lines, "\n"))
+				}
+			}
+		}
 	}
 }

@@ -25,6 +25,7 @@ type liveView struct {
 	mu     sync.Mutex
 	w      io.Writer
 	width  int
+	height int
 	color  bool
 	rows   map[string]flash.Status
 	order  []string
@@ -36,10 +37,13 @@ type liveView struct {
 }
 
 func newLiveView(w io.Writer, color bool) *liveView {
-	v := &liveView{w: w, color: color, width: 120, rows: map[string]flash.Status{}, stop: make(chan struct{}), done: make(chan struct{})}
+	v := &liveView{w: w, color: color, width: 120, height: 40, rows: map[string]flash.Status{}, stop: make(chan struct{}), done: make(chan struct{})}
 	if f, ok := w.(*os.File); ok {
-		if cols, _, err := term.GetSize(int(f.Fd())); err == nil && cols > 20 {
+		if cols, lines, err := term.GetSize(int(f.Fd())); err == nil && cols > 20 {
 			v.width = cols
+			if lines > 4 {
+				v.height = lines
+			}
 		}
 	}
 	go func() {
@@ -116,7 +120,39 @@ func (v *liveView) linesLocked() []string {
 	for _, k := range v.order {
 		rows = append(rows, v.rows[k])
 	}
+	// Lines that scroll off the screen cannot be redrawn: a long station run shows the phones in
+	// progress and the latest results only (the summary lists every one).
+	room := v.height - 2
+	hidden := 0
+	if len(rows) > room {
+		var keep []flash.Status
+		active := 0
+		for _, r := range rows {
+			if !r.Finished() {
+				active++
+			}
+		}
+		finished := max(room-1-active, 0)
+		for i := len(rows) - 1; i >= 0; i-- {
+			r := rows[i]
+			if !r.Finished() || finished > 0 {
+				if r.Finished() {
+					finished--
+				}
+				keep = append(keep, r)
+			}
+		}
+		slices.Reverse(keep)
+		if len(keep) > room-1 {
+			keep = keep[len(keep)-(room-1):]
+		}
+		hidden = len(rows) - len(keep)
+		rows = keep
+	}
 	lines := renderLiveLines(rows, v.width-1, time.Now())
+	if hidden > 0 {
+		lines = append([]string{clip(fmt.Sprintf("… %d more phones (all in the summary)", hidden), v.width-1)}, lines...)
+	}
 	if v.tally != nil {
 		lines = append(lines, clip(fmt.Sprintf("station: ok %d · refused %d · skipped %d · failed %d  (Ctrl-C stops)", v.tally.OK, v.tally.Refused, v.tally.Skipped, v.tally.Failed), v.width-1))
 	}
