@@ -168,7 +168,7 @@ func TestShortWriteThenGoneIsDisconnect(t *testing.T) {
 			t.Fatal(err)
 		}
 		n, err := d.Write(make([]byte, 1<<20))
-		if !errors.Is(err, ErrDisconnected) || n != 66816 {
+		if !errors.Is(err, ErrDisconnected) || n > 66816 {
 			t.Errorf("gone after %v: wrote %d: %v", delay, n, err)
 		}
 		d.Close()
