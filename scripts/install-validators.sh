@@ -9,7 +9,8 @@ REPO=$(cd "$HERE/.." && pwd)
 
 PKGS=(fastboot android-sdk-libsparse-utils erofs-utils e2fsprogs attr libcap2-bin mkbootimg abootimg
       python3 python3-protobuf python3-six openssl brotli xz-utils zstd bzip2 lz4 gzip cpio zip unzip
-      bsdiff util-linux mount time aapt android-framework-res chromium shellcheck)
+      bsdiff util-linux mount time aapt android-framework-res chromium shellcheck
+      qemu-system-x86 busybox-static)  # the last two: the USB rig (scripts/usbvm)
 
 if [[ $(id -u) -ne 0 ]]; then
   echo "install-validators: not root; skipping installs (tests needing missing tools will skip)" >&2
