@@ -48,7 +48,7 @@ func DestroysData(s Step) bool {
 	case OpWipe:
 		return true
 	case OpErase, OpFormat, OpFlash:
-		return dataPartitions[s.Partition]
+		return dataPartitions[strings.ToLower(s.Partition)] // bootloaders may match names case-insensitively
 	}
 	return false
 }

@@ -193,3 +193,34 @@ func TestChooseRandomScripts(t *testing.T) {
 		}
 	}
 }
+
+// FuzzChoose: whatever the script, choosing never panics and keeping data never plans a step that
+// touches userdata or metadata.
+func FuzzChoose(f *testing.F) {
+	f.Add(chooseAll, false)
+	f.Add("fastboot %* -w\r\nfastboot %* format:ext4 userdata_ab\r\n", true)
+	f.Add("fastboot $* flash metadata_a x.img; fastboot -w update", false)
+	f.Fuzz(func(t *testing.T, src string, batch bool) {
+		name := "flash_all.sh"
+		if batch {
+			name = "flash_all.bat"
+		}
+		sc, err := ParseScript(name, src)
+		if err != nil {
+			return
+		}
+		r := &ROM{DefaultScript: name, Scripts: map[string]*Script{name: sc}}
+		c, err := r.Choose("", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range c.Steps {
+			if DestroysData(s) {
+				t.Fatalf("kept step %+v touches user data", s)
+			}
+		}
+		if len(c.Steps)+len(c.Dropped) != len(sc.Steps) {
+			t.Fatalf("%d kept + %d dropped != %d steps", len(c.Steps), len(c.Dropped), len(sc.Steps))
+		}
+	})
+}
