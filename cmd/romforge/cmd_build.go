@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"sort"
@@ -57,20 +58,22 @@ func runBuild(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		builds, err := srcs[0].List(e.ctx, fetch.ListOptions{Tag: tag, Pre: c.Bool("pre")})
+		// The sources in catalog order, as fetch: an unreachable one falls back to the next.
+		get := func(ctx context.Context, b fetch.Build) (string, error) {
+			warnUnverified(c, e, b)
+			e.logf("fetching %s %s (%s)", b.Source, b.Version, b.Asset)
+			return fetch.Download(ctx, b, fetch.DownloadOptions{Dir: filepath.Join(e.cache, "downloads"), AllowUnverified: c.Bool("allow-unverified"), Progress: e.reporter()})
+		}
+		path, served, skipped, err := fetch.First(e.ctx, srcs, fetch.ListOptions{Tag: tag, Pre: c.Bool("pre")}, get)
+		for _, s := range skipped {
+			if err == nil {
+				e.logf("warning: source %s did not serve a build (%v); used the next", s.Source, s.Err)
+			}
+		}
 		if err != nil {
 			return err
 		}
-		if len(builds) == 0 {
-			return fmt.Errorf("build: source %s has no build for %s", srcs[0].Name(), d.Codename)
-		}
-		b := builds[0]
-		e.logf("fetching %s %s (%s)", b.Source, b.Version, b.Asset)
-		input, err = fetch.Download(e.ctx, b, fetch.DownloadOptions{Dir: filepath.Join(e.cache, "downloads"), AllowUnverified: c.Bool("allow-unverified"), Progress: e.reporter()})
-		if err != nil {
-			return err
-		}
-		url = b.URL
+		input, url = path, served.URL
 	case input == "":
 		return usagef("build: give --input FILE|DIR or --release [TAG]")
 	default:
