@@ -43,6 +43,7 @@ func Apply(ctx context.Context, t *Target, sets []*Set, opt Options) (*Report, e
 					rep.Changed++
 				}
 			}
+			rep.Warnings = append(rep.Warnings, sr.Warnings...)
 			rep.Steps = append(rep.Steps, sr)
 		}
 	}

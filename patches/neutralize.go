@@ -205,3 +205,28 @@ func replaceHostBytes(b []byte, host string) ([]byte, int) {
 	}
 	return out, n
 }
+
+// AppPackage returns the package of the app directory a target path lies in (an APK's own directory:
+// its oat/ and lib/ files belong to the package), or false when p is not inside one.
+func (t *Target) AppPackage(p string) (string, bool) {
+	parts := strings.Split(p, "/")
+	for i := 1; i+2 < len(parts); i++ {
+		switch parts[i] {
+		case "app", "priv-app", "overlay", "data-app":
+		default:
+			continue
+		}
+		dir := strings.Join(parts[:i+2], "/")
+		apks, err := t.Glob(dir + "/*.apk")
+		if err != nil {
+			return "", false
+		}
+		for _, a := range apks {
+			if m, err := readManifest(t, a); err == nil {
+				return m.Package, true
+			}
+		}
+		return "", false
+	}
+	return "", false
+}

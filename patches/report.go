@@ -12,6 +12,8 @@ type Report struct {
 	Removed int          `json:"files_removed"`
 	Added   int          `json:"files_added"`
 	Changed int          `json:"files_changed"`
+	// Warnings collect the steps' warnings (boot-critical removals), for stderr.
+	Warnings []string `json:"warnings,omitempty"`
 	// Hardening is the audit-driven closure's outcome (patches/harden.Outcome): findings before, actions
 	// tied to the findings they removed, accepted findings with reasons, findings left.
 	Hardening any `json:"hardening,omitempty"`
@@ -25,6 +27,8 @@ type StepReport struct {
 	Changes []FileChange `json:"changes"`
 	// Notes say what a step skipped and why (boot-critical rules kept, items not present, …).
 	Notes []string `json:"notes,omitempty"`
+	// Warnings name boot-critical items the step removed (the set does not keep them).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // FileChange is one file's change.

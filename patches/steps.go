@@ -236,6 +236,9 @@ func (s *removePackages) Apply(ctx context.Context, t *Target, r *StepReport) er
 			r.note(it.Value + ": not installed")
 			continue
 		}
+		if it.BootCritical {
+			r.Warnings = append(r.Warnings, fmt.Sprintf("removed %s, which the set marks boot-critical (%s); use a -safe set to keep it", it.Value, it.Breaks))
+		}
 		for _, a := range apks {
 			target := appDir(a)
 			if !t.Exists(target) {

@@ -243,9 +243,6 @@ func Run(ctx context.Context, opt Options) (res *Result, err error) {
 	}
 	res.Report, res.Hardening = hr.Report, hr.Outcome
 	res.Report.Hardening = hr.Outcome
-	for _, w := range hr.Outcome.Warnings {
-		logf("warning: %s", w)
-	}
 	stage("patch", t0)
 
 	// 4. Repack what changed (or what --fs converts); keep the rest byte for byte.

@@ -116,7 +116,7 @@ func Run(ctx context.Context, t *patches.Target, sets []*patches.Set, opt Option
 	if err != nil {
 		return nil, err
 	}
-	out := &Outcome{Before: before.Findings, Actions: []Action{}, Accepted: []Accepted{}, Left: []audit.Finding{}}
+	out := &Outcome{Before: before.Findings, Actions: []Action{}, Accepted: []Accepted{}, Left: []audit.Finding{}, Warnings: rep.Warnings}
 	res := &Result{Report: rep, Outcome: out}
 	tried := map[string]bool{}
 	for round := 1; ; round++ {
@@ -238,6 +238,10 @@ func Plan(findings []audit.Finding, sets []*patches.Set, t *patches.Target) Plan
 			pkg = f.Match
 		} else if f.Kind == "host" && f.Package != "" {
 			pkg = f.Package
+		} else if f.Kind == "host" && addressable {
+			// Compiled code and libraries in an app's directory belong to its package: the package is
+			// kept or removed whole, never left with half its files.
+			pkg, _ = t.AppPackage(file)
 		}
 		if pkg != "" {
 			if r, ok := keptBy(sets, pkg); ok {

@@ -259,6 +259,9 @@ func TestBootCriticalKeptBySafeSet(t *testing.T) {
 		if gone != tc.remove || !res.Outcome.Clean() {
 			t.Fatalf("%s: removed %v, left %v, accepted %v", tc.set, gone, res.Outcome.Left, res.Outcome.Accepted)
 		}
+		if tc.remove && (len(res.Outcome.Warnings) == 0 || !strings.Contains(res.Outcome.Warnings[0], "com.xiaomi.finddevice")) {
+			t.Fatalf("%s: boot-critical removal without a warning: %v", tc.set, res.Outcome.Warnings)
+		}
 		if !tc.remove {
 			ok := false
 			for _, a := range res.Outcome.Accepted {
@@ -282,4 +285,50 @@ func TestNeutralHost(t *testing.T) {
 
 func apkWith(pkg, url string) []byte {
 	return apkBuild(pkg, map[string][]byte{"classes.dex": append([]byte("dex\n035\x00"), url...)})
+}
+
+// TestProtectedAndKeptAreAccepted: hosts in the boot class path, a HAL and a kept package's compiled
+// code are accepted (with their rules' reasons), and those files stay as they were.
+func TestProtectedAndKeptAreAccepted(t *testing.T) {
+	m := tree.NewMem()
+	dir := tree.Meta{Mode: fs.ModeDir | 0o755}
+	file := tree.Meta{Mode: 0o644}
+	elf := func(s string) []byte { return []byte("\x7fELF\x02\x01\x01\x00" + s + "\x00") }
+	for _, d := range []string{"framework/oat/arm64", "priv-app/SecurityCenter/oat/arm64", "etc", "bin/hw"} {
+		m.MkdirAll(d, dir)
+	}
+	m.Put("build.prop", file, []byte("ro.x=1\n"))
+	files := map[string][]byte{
+		"framework/oat/arm64/services.odex":               elf("https://api.sec.miui.com/"),
+		"priv-app/SecurityCenter/SecurityCenter.apk":      apkWith("com.miui.securitycenter", "https://flash.sec.intl.miui.com/"),
+		"priv-app/SecurityCenter/oat/arm64/Security.odex": elf("https://auth.be.sec.miui.com/"),
+		"bin/hw/vendor.qti.hardware.perf@2.0-service":     elf("https://perf.cfg.xiaomi.net/"),
+	}
+	for p, b := range files {
+		m.Put(p, file, b)
+	}
+	tg := patches.NewTarget(map[string]tree.Tree{"system": m})
+	res, err := Run(context.Background(), tg, loadSets(t, "xiaomi-hardened"), Options{Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Outcome.Clean() || len(res.Outcome.Accepted) < 4 {
+		t.Fatalf("left %v, accepted %+v", res.Outcome.Left, res.Outcome.Accepted)
+	}
+	by := map[string]bool{}
+	for _, a := range res.Outcome.Accepted {
+		by[a.By] = true
+		if a.Reason == "" || a.Rule == "" {
+			t.Fatalf("accepted without rule or reason: %+v", a)
+		}
+	}
+	if !by["protect"] || !by["keep"] {
+		t.Fatalf("accepted by %v", by)
+	}
+	for p, want := range files {
+		got, err := readTarget(tg, "system/"+p)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s changed or removed (%v)", p, err)
+		}
+	}
 }
