@@ -15,6 +15,7 @@ import (
 	"github.com/romforge/romforge/flash/plan"
 	"github.com/romforge/romforge/image/sparse"
 	"github.com/romforge/romforge/internal/failure"
+	"github.com/romforge/romforge/internal/safeio"
 	"github.com/romforge/romforge/progress"
 )
 
@@ -124,11 +125,8 @@ func loadJournal(path string) (*Journal, error) {
 
 func saveJournal(path string, j *Journal) error {
 	b, _ := json.MarshalIndent(j, "", "  ")
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	// Flushed before the next command goes out: after a power cut the journal says where the flash was.
+	return safeio.WriteFile(path, b, 0o666)
 }
 
 // Run executes a checked plan. It stops at the first failed command; with a journal, Resume continues

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/romforge/romforge/image"
 	"github.com/romforge/romforge/image/avb"
 	"github.com/romforge/romforge/internal/failure"
+	"github.com/romforge/romforge/internal/safeio"
 )
 
 func init() {
@@ -58,19 +58,15 @@ func init() {
 
 // vbmetaWriteAtomic writes data to path through a temporary file in the same directory.
 func vbmetaWriteAtomic(path string, write func(f *os.File) error) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	tmp, err := safeio.Create(path)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
-	if err := write(tmp); err != nil {
-		tmp.Close()
+	defer tmp.Abort()
+	if err := write(tmp.File); err != nil {
 		return err
 	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return tmp.Commit()
 }
 
 func runVBMetaPatch(c *cli.Context) error {

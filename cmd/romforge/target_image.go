@@ -12,6 +12,7 @@ import (
 	"github.com/romforge/romforge/fs/tree"
 	"github.com/romforge/romforge/image/lp"
 	"github.com/romforge/romforge/image/sparse"
+	"github.com/romforge/romforge/internal/safeio"
 	"github.com/romforge/romforge/pipeline"
 )
 
@@ -50,23 +51,19 @@ func openFSImageTarget(path, partition string) (*patchTarget, error) {
 		if abs == in {
 			return usagef("patch: -o must differ from the input (the input is never modified)")
 		}
-		tmp := out + ".tmp"
-		f, err := os.Create(tmp)
+		f, err := safeio.Create(out)
 		if err != nil {
 			return err
 		}
-		n, err := fsimage.Rebuild(e.ctx, f, img, o, fsimage.RebuildOptions{Progress: e.reporter()})
+		defer f.Abort()
+		n, err := fsimage.Rebuild(e.ctx, f.File, img, o, fsimage.RebuildOptions{Progress: e.reporter()})
 		if err == nil {
 			err = f.Truncate(n)
 		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
 		if err != nil {
-			os.Remove(tmp)
 			return fmt.Errorf("patch: rebuilding %s: %w", img.Kind, err)
 		}
-		return os.Rename(tmp, out)
+		return f.Commit()
 	}
 	return t, nil
 }

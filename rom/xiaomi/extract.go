@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/romforge/romforge/internal/failure"
+	"github.com/romforge/romforge/internal/safeio"
 	"github.com/romforge/romforge/progress"
 )
 
@@ -102,18 +103,14 @@ func writeFile(ctx context.Context, dir, rel string, r io.Reader, size int64, re
 	if st, err := os.Lstat(dst); err == nil && st.Mode()&fs.ModeSymlink != 0 {
 		return failure.Kinded(failure.ErrRefused, fmt.Errorf("xiaomi: %s is a symlink; refusing to overwrite it", dst))
 	}
-	tmp := dst + ".part"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	f, err := safeio.Create(dst)
 	if err != nil {
 		return err
 	}
 	task := rep.Task("extract "+rel, size)
 	defer func() {
 		task.Done(err)
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
+		f.Abort() // after Commit: nothing
 	}()
 	buf := make([]byte, 1<<20)
 	for {
@@ -134,8 +131,5 @@ func writeFile(ctx context.Context, dir, rel string, r io.Reader, size int64, re
 			return invalid("reading %s: %v", rel, rerr)
 		}
 	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, dst)
+	return f.Commit()
 }
