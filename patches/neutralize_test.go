@@ -184,3 +184,45 @@ func TestRamdiskRoundTrip(t *testing.T) {
 		t.Fatalf("sbin meta %+v %v", m, err)
 	}
 }
+
+// TestHostsCreatedWhereMissing: a system image without /system/etc/hosts (or without /system/etc at
+// all, plain or system-as-root without a build.prop at system/) gets one, root-owned, 0644, labelled
+// like the directories above it.
+func TestHostsCreatedWhereMissing(t *testing.T) {
+	const label = "u:object_r:system_file:s0"
+	dir := tree.Meta{Mode: fs.ModeDir | 0o755}
+	dir.SetSELinux(label)
+	for _, layout := range []struct {
+		name string
+		make func(m *tree.Mem)
+		file string // where the hosts file must be inside the image
+	}{
+		{"plain, no etc", func(m *tree.Mem) { m.MkdirAll("bin", dir) }, "etc/hosts"},
+		{"plain, etc without hosts", func(m *tree.Mem) { m.MkdirAll("etc/init", dir) }, "etc/hosts"},
+		{"system-as-root without system/build.prop", func(m *tree.Mem) { m.MkdirAll("system/etc/init", dir); m.MkdirAll("proc", dir) }, "system/etc/hosts"},
+	} {
+		m := tree.NewMem()
+		m.Put(".", dir, nil)
+		layout.make(m)
+		s, err := Load("xiaomi-cloud")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tg := NewTarget(map[string]tree.Tree{"system": m})
+		if _, err := Apply(context.Background(), tg, []*Set{s}, Options{}); err != nil {
+			t.Fatalf("%s: %v", layout.name, err)
+		}
+		o := tg.Overlay("system")
+		hm, err := o.Meta(layout.file)
+		if err != nil {
+			t.Fatalf("%s: no %s: %v", layout.name, layout.file, err)
+		}
+		if hm.Mode.Perm() != 0o644 || hm.UID != 0 || hm.GID != 0 || hm.SELinux() != label {
+			t.Fatalf("%s: hosts meta %+v", layout.name, hm)
+		}
+		b, _ := fs.ReadFile(o, layout.file)
+		if !bytes.Contains(b, []byte("127.0.0.1       localhost\n")) || !bytes.Contains(b, []byte("0.0.0.0 api.xmpush.xiaomi.com\n")) {
+			t.Fatalf("%s: hosts:\n%s", layout.name, b)
+		}
+	}
+}
