@@ -8,7 +8,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/romforge/romforge/devices"
 	"github.com/romforge/romforge/flash/emulator"
 	"github.com/romforge/romforge/flash/fastboot"
 	"github.com/romforge/romforge/flash/gadget"
@@ -44,7 +43,7 @@ func runEmulate(c *cli.Context) error {
 	if err := needArgs(c, 0, 0, "no arguments"); err != nil {
 		return err
 	}
-	cat, err := devices.Builtin()
+	cat, err := loadCatalog()
 	if err != nil {
 		return err
 	}

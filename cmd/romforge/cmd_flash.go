@@ -50,7 +50,7 @@ func loadBundlePlan(target string, d *devices.Device, _ planOptions) (*plan.Plan
 		return nil, true, err
 	}
 	if d == nil {
-		cat, err := devices.Builtin()
+		cat, err := loadCatalog()
 		if err != nil {
 			return nil, true, err
 		}
@@ -89,7 +89,7 @@ func init() {
 func buildPlan(c *cli.Context) (*plan.Plan, error) {
 	var d *devices.Device
 	if name := c.String("device"); name != "" {
-		cat, err := devices.Builtin()
+		cat, err := loadCatalog()
 		if err != nil {
 			return nil, err
 		}

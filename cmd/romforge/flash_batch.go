@@ -11,7 +11,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/romforge/romforge/devices"
 	"github.com/romforge/romforge/flash"
 	"github.com/romforge/romforge/flash/status"
 	"github.com/romforge/romforge/internal/failure"
@@ -44,7 +43,7 @@ func batchCandidates(c *cli.Context) ([]flash.Candidate, error) {
 		if c.String("device") != "" {
 			return nil, usagef("flash: --device does not go with a bundles folder: each phone gets the bundle for its product")
 		}
-		cat, err := devices.Builtin()
+		cat, err := loadCatalog()
 		if err != nil {
 			return nil, err
 		}
@@ -108,7 +107,10 @@ func runFlashBatch(c *cli.Context, e *env) error {
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return failure.Kinded(failure.ErrIO, fmt.Errorf("flash: log folder: %w", err))
 	}
-	cat, _ := devices.Builtin()
+	cat, err := loadCatalog()
+	if err != nil {
+		return err
+	}
 	opt := flash.BatchOptions{
 		Dial:       dialDevice,
 		Preflight:  flash.PreflightOptions{CancelSnapshot: c.Bool("cancel-snapshot"), AssumeUnlocked: c.Bool("assume-unlocked")},

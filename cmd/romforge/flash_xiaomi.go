@@ -33,7 +33,7 @@ func loadXiaomiPlan(target string, d *devices.Device, o planOptions) (*plan.Plan
 		return nil, true, err
 	}
 	if d == nil {
-		cat, err := devices.Builtin()
+		cat, err := loadCatalog()
 		if err != nil {
 			return nil, true, err
 		}
