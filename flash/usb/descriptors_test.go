@@ -51,3 +51,14 @@ func TestParseDescriptors(t *testing.T) {
 		t.Fatal("interface without bulk OUT accepted")
 	}
 }
+
+func TestParseFastbootDevices(t *testing.T) {
+	out := "RF280A20C4\tfastboot\n\n0123456789ABCDEF fastbootd\ntcp:192.168.1.5:5554\tfastboot\n< waiting for any device >\ngarbage\n"
+	list := parseFastbootDevices(out)
+	if len(list) != 2 || list[0].Serial != "RF280A20C4" || list[1].Serial != "0123456789ABCDEF" {
+		t.Fatalf("%+v", list)
+	}
+	if parseFastbootDevices("") != nil {
+		t.Fatal("devices from nothing")
+	}
+}
