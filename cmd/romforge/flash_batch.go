@@ -165,11 +165,23 @@ func runFlashBatch(c *cli.Context, e *env) error {
 				for _, f := range tallies {
 					f(t)
 				}
-				if live == nil && !e.quiet && !e.json {
+				switch {
+				case e.json:
+					emitJSONLine(e.stderr, struct {
+						Event string `json:"event"`
+						flash.Tally
+					}{"summary", t})
+				case live == nil && !e.quiet:
 					fmt.Fprintf(e.stderr, "station: ok %d, refused %d, skipped %d, failed %d\n", t.OK, t.Refused, t.Skipped, t.Failed)
 				}
 			},
-			Warn: func(msg string) { e.logf("station: %s", msg) },
+			Warn: func(msg string) {
+				if e.json {
+					emitJSONLine(e.stderr, map[string]string{"event": "warning", "message": "station: " + msg})
+					return
+				}
+				e.logf("station: %s", msg)
+			},
 		}
 		if sopt.SerialsFile != "" {
 			if _, err := flash.ReadSerialsFile(sopt.SerialsFile); err != nil {

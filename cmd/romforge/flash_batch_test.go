@@ -292,6 +292,9 @@ func TestFlashBundlesFolderMixedPhones(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("station exit %d\n%s\n%s", code, wout.String(), werr.String())
 	}
+	if !strings.Contains(werr.String(), `{"event":"summary","ok":1,"refused":0,"skipped":0,"failed":0}`) {
+		t.Errorf("no running tally event on stderr:\n%s", werr.String())
+	}
 	doc = firstDoc(t, wout.String())
 	if doc.OK != 1 || len(doc.Phones) != 1 || doc.Phones[0].Serial != s7 || seventh.Writes() == 0 || seventh.Stats().Flashes != flashes {
 		t.Fatalf("station: %+v, writes %d, flashes %d → %d", doc, seventh.Writes(), flashes, seventh.Stats().Flashes)
