@@ -43,6 +43,7 @@ for pkg in $(go list ./...); do
     fi
     [ "$status" = ok ] || fail=1
     results+=("$(printf '%-52s %-22s %10s  %s' "${pkg#github.com/romforge/romforge/}" "$f" "$execs" "$status")")
+    echo "   $execs execs: $status"
   done
 done
 echo
