@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"io/fs"
 	"os"
@@ -205,5 +206,27 @@ func TestAuditBootImage(t *testing.T) {
 	clean := mk(map[string]string{"init.rc": "service ueventd /sbin/ueventd\n    class core\n"})
 	if code, out, _ := runCLI(t, "audit", clean); code != 0 {
 		t.Fatalf("clean boot: exit %d\n%s", code, out)
+	}
+}
+
+// TestPatchExitsOneWhenSomethingIsLeft: a finding the closure cannot reach (a file at the root of a
+// system-as-root tree, outside /system) makes `patch` exit 1 (a check found problems), not 0 or 5, and
+// --json names it under hardening.left.
+func TestPatchExitsOneWhenSomethingIsLeft(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "system/etc"), 0o755)
+	os.WriteFile(filepath.Join(dir, "system/build.prop"), []byte("ro.build.id=X\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "relay.conf"), []byte("server=https://up.qfx.xiaomi.net/\n"), 0o644)
+	code, out, _ := runCLI(t, "patch", dir, "--partition", "system", "--set", "xiaomi-hardened", "--json")
+	var doc struct {
+		Hardening struct {
+			Left []struct{ Match, Path string } `json:"left"`
+		} `json:"hardening"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if code != exitFindings || len(doc.Hardening.Left) != 1 || doc.Hardening.Left[0].Match != "up.qfx.xiaomi.net" || doc.Hardening.Left[0].Path != "relay.conf" {
+		t.Fatalf("exit %d, left %+v\n%s", code, doc.Hardening.Left, out)
 	}
 }
