@@ -190,8 +190,11 @@ func TestInterruptEveryCommand(t *testing.T) {
 		full := time.Since(t0)
 		tc.reset()
 		for round := range rounds {
-			delay := 100*time.Millisecond + time.Duration(rng.Int63n(int64(full)))
-			code, after, o := interruptProc(t, bin, env, tc.args, delay)
+			// Runs vary; the first 60 % of an undisturbed run's time is where most signals land mid-run.
+			delay := 100*time.Millisecond + time.Duration(rng.Int63n(int64(full)*6/10))
+			// Odd rounds press Ctrl-C twice (the second one aborts at once and still cleans up).
+			double := round%2 == 1
+			code, after, o := interruptProc(t, bin, env, tc.args, delay, double)
 			total++
 			switch code {
 			case exitInterrupted:
@@ -200,7 +203,7 @@ func TestInterruptEveryCommand(t *testing.T) {
 			default:
 				t.Errorf("%s round %d (SIGINT after %v of ~%v): exit %d\n%s", tc.name, round, delay, full, code, o)
 			}
-			t.Logf("%s round %d: SIGINT after %v of ~%v: exit %d, %v later", tc.name, round, delay.Round(time.Millisecond), full.Round(time.Millisecond), code, after.Round(time.Millisecond))
+			t.Logf("%s round %d: SIGINT (double: %v) after %v of ~%v: exit %d, %v later", tc.name, round, double, delay.Round(time.Millisecond), full.Round(time.Millisecond), code, after.Round(time.Millisecond))
 			if after > time.Second {
 				t.Errorf("%s round %d: exited %v after SIGINT (> 1 s)", tc.name, round, after)
 			}
@@ -234,7 +237,7 @@ func runProc(bin string, env, args []string) ([]byte, error) {
 
 // interruptProc starts romforge, sends SIGINT after delay and returns the exit code, how long the process
 // took to exit after the signal, and its output.
-func interruptProc(t *testing.T, bin string, env, args []string, delay time.Duration) (int, time.Duration, []byte) {
+func interruptProc(t *testing.T, bin string, env, args []string, delay time.Duration, double bool) (int, time.Duration, []byte) {
 	t.Helper()
 	var buf bytes.Buffer
 	cmd := exec.Command(bin, args...)
@@ -253,6 +256,12 @@ func interruptProc(t *testing.T, bin string, env, args []string, delay time.Dura
 	sent := time.Now()
 	if err := cmd.Process.Signal(os.Interrupt); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		t.Fatal(err)
+	}
+	if double {
+		time.Sleep(5 * time.Millisecond)
+		if err := cmd.Process.Signal(os.Interrupt); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			t.Fatal(err)
+		}
 	}
 	select {
 	case err := <-done:

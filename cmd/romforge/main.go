@@ -21,7 +21,7 @@ const interruptGrace = 800 * time.Millisecond
 func main() {
 	ctx, cancel := context.WithCancel(context.Background())
 	finished := make(chan struct{})
-	go watchSignals(earlysignal.C, cancel, finished, wantsJSON(os.Args))
+	go watchSignals(earlysignal.C, cancel, finished, interruptGrace, func() { emergencyExit(wantsJSON(os.Args)) })
 	code := run(ctx, os.Args, os.Stdin, os.Stdout, os.Stderr)
 	// Signals stay caught until the exit: restoring the default action here would let a late Ctrl-C
 	// kill a process that already finished its work.
@@ -30,8 +30,8 @@ func main() {
 }
 
 // watchSignals turns the first signal into cancellation of the root context and the second one (or a
-// command that does not stop within interruptGrace) into an immediate exit after removing temporary files.
-func watchSignals(sigs <-chan os.Signal, cancel context.CancelFunc, finished <-chan struct{}, asJSON bool) {
+// command that does not stop within grace) into a call of abort (which exits the process).
+func watchSignals(sigs <-chan os.Signal, cancel context.CancelFunc, finished <-chan struct{}, grace time.Duration, abort func()) {
 	select {
 	case <-sigs:
 	case <-finished:
@@ -40,10 +40,15 @@ func watchSignals(sigs <-chan os.Signal, cancel context.CancelFunc, finished <-c
 	cancel()
 	select {
 	case <-sigs:
-	case <-time.After(interruptGrace):
+	case <-time.After(grace):
 	case <-finished:
 		return
 	}
+	abort()
+}
+
+// emergencyExit removes every tracked temporary file, reports the interruption and exits 130 at once.
+func emergencyExit(asJSON bool) {
 	safeio.RemoveTemps()
 	app := newApp(os.Stdin, os.Stdout, os.Stderr)
 	var cmd *cli.Command
