@@ -357,6 +357,15 @@ func apply(ctx context.Context, t *patches.Target, steps []Planned, round int) (
 			if err == nil {
 				err = st.Apply(ctx, t, &sr)
 			}
+			if err == nil && len(sr.Changes) == 0 {
+				// An APK outside the app folders (the package index does not list it): remove the
+				// files the findings are in.
+				for _, f := range p.Findings {
+					if file, ok := t.PathFor(f.Partition, f.Path); ok && f.Format == "zip" && err == nil {
+						err = patches.RemoveFile(ctx, t, file, "package "+p.Target+" outside the app folders", &sr)
+					}
+				}
+			}
 		case "remove_file":
 			err = patches.RemoveFile(ctx, t, p.File, "holds "+p.Findings[0].Match, &sr)
 			if p.Findings[0].Format == "elf" {

@@ -332,3 +332,20 @@ func TestProtectedAndKeptAreAccepted(t *testing.T) {
 		}
 	}
 }
+
+// TestStrayAPKRemoved: an APK outside the app folders that holds a cloud host is removed as a file.
+func TestStrayAPKRemoved(t *testing.T) {
+	m := tree.NewMem()
+	dir := tree.Meta{Mode: fs.ModeDir | 0o755}
+	m.MkdirAll("etc/stray", dir)
+	m.Put("build.prop", tree.Meta{Mode: 0o644}, []byte("ro.x=1\n"))
+	m.Put("etc/stray/Helper.apk", tree.Meta{Mode: 0o644}, apkWith("net.qq.helper", "https://h.api.micloud.xiaomi.net/"))
+	tg := patches.NewTarget(map[string]tree.Tree{"system": m})
+	res, err := Run(context.Background(), tg, loadSets(t, "xiaomi-hardened"), Options{Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Outcome.Clean() || tg.Exists("system/etc/stray/Helper.apk") {
+		t.Fatalf("left %v", res.Outcome.Left)
+	}
+}
