@@ -2,7 +2,6 @@ package flash
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -383,10 +382,18 @@ func Preflight(ctx context.Context, d Device, p *plan.Plan, opt PreflightOptions
 		}
 	}
 	if p.Wipe {
-		cmds = append(cmds, Command{Op: plan.OpErase, Partition: "userdata"})
+		erased := map[string]bool{} // a ROM script that wipes already needs no second erase
+		for _, c := range cmds {
+			if c.Op == plan.OpErase {
+				erased[c.Partition] = true
+			}
+		}
+		if !erased["userdata"] {
+			cmds = append(cmds, Command{Op: plan.OpErase, Partition: "userdata"})
+		}
 		// Only phones with dynamic partitions or FBE v2 have metadata; erasing a partition the phone
 		// lacks fails the run after everything else was written.
-		if p.Device.Dynamic || getvar(ctx, d, "partition-size:metadata") != "" {
+		if !erased["metadata"] && (p.Device.Dynamic || getvar(ctx, d, "partition-size:metadata") != "") {
 			cmds = append(cmds, Command{Op: plan.OpErase, Partition: "metadata"})
 		}
 	}
@@ -416,5 +423,3 @@ func fileFor(p *plan.Plan, part string) string {
 	}
 	return part
 }
-
-var errStop = errors.New("stopped")
