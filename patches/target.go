@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -269,8 +268,6 @@ func (t *Target) hashFile(p string) (int64, string, error) {
 }
 
 func sum(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
-
-var errNotFound = errors.New("not found")
 
 // systemAsRoot reports whether a system tree keeps its files under /system (system-as-root images): its
 // build.prop is there, or it has system/etc and no top-level etc (some builds keep build.prop elsewhere).

@@ -190,8 +190,6 @@ func needArgs(c *cli.Context, min, max int, what string) error {
 	return nil
 }
 
-var errCanceled = errors.New("canceled")
-
 // stdoutTracker remembers whether a command wrote its result, so an error that follows it does not add a
 // second JSON document to stdout.
 type stdoutTracker struct {

@@ -14,9 +14,9 @@ import (
 
 // TestMain lets testscript scripts run "romforge" in-process (the same run() main uses).
 func TestMain(m *testing.M) {
-	os.Exit(testscript.RunMain(m, map[string]func() int{
-		"romforge": func() int { return run(context.Background(), os.Args, os.Stdin, os.Stdout, os.Stderr) },
-	}))
+	testscript.Main(m, map[string]func(){
+		"romforge": func() { os.Exit(run(context.Background(), os.Args, os.Stdin, os.Stdout, os.Stderr)) },
+	})
 }
 
 func TestScripts(t *testing.T) {

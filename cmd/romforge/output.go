@@ -131,7 +131,6 @@ func (t *jsonTask) Done(err error) {
 
 // barReporter draws one progressbar/v3 bar per task on a terminal.
 type barReporter struct {
-	mu    sync.Mutex
 	w     io.Writer
 	color bool
 }

@@ -568,5 +568,3 @@ func (d *Device) logf(format string, args ...any) {
 		d.opt.Logf(format, args...)
 	}
 }
-
-var timeNow = time.Now

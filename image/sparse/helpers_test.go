@@ -8,7 +8,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/romforge/romforge/image"
@@ -45,15 +44,6 @@ func mixed(size int64, seed uint64) []byte {
 		off += n
 	}
 	return b
-}
-
-func writeTemp(t testing.TB, name string, data []byte) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(p, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 func sha(b []byte) [32]byte { return sha256.Sum256(b) }
