@@ -96,6 +96,11 @@ type BatchOptions struct {
 	ObserveEvery time.Duration
 	// ReconnectTimeout bounds the wait for a phone rebooting into fastbootd (default 90 s).
 	ReconnectTimeout time.Duration
+
+	// claims maps a phone's serialno to the target flashing it, so that one phone reached under two
+	// names (tcp:localhost and tcp:127.0.0.1, a USB serial and its network address) is not written by
+	// two connections at once. Batch and Station set it.
+	claims *sync.Map
 }
 
 // LogName is the transcript file name for a serial.
@@ -254,7 +259,14 @@ func FlashPhone(ctx context.Context, serial string, cands []Candidate, opt Batch
 	ph.update(func(s *Status) { s.State = StateChecking })
 	pr := probeDevice(ctx, dev, cands)
 	ph.update(func(s *Status) { s.Product, s.Model = pr.product, modelName(opt.Catalog, pr.product) })
-	ph.logf("product %q, slot-count %d", pr.product, pr.slotCount)
+	ph.logf("product %q, serialno %q, slot-count %d", pr.product, pr.serialno, pr.slotCount)
+	if opt.claims != nil && pr.serialno != "" {
+		// Held for the whole batch (a station lets go when the claiming name disappears): a phone
+		// listed twice is flashed once, however the two connections' timing falls.
+		if other, taken := opt.claims.LoadOrStore(pr.serialno, serial); taken && other != serial {
+			return finish(ResultRefused, nil, "this phone (serialno %s) is also listed as %s and is flashed there: one phone, one flash", pr.serialno, other)
+		}
+	}
 	cand, note, err := choose(cands, pr)
 	if errors.Is(err, ErrNoBundle) {
 		return finish(ResultSkipped, nil, "no bundle for %s", pr.product)
@@ -405,6 +417,9 @@ func (s *Summary) Err() error {
 // trouble never stops the others. The results are in the order of serials.
 func Batch(ctx context.Context, serials []string, cands []Candidate, opt BatchOptions) *Summary {
 	start := time.Now()
+	if opt.claims == nil {
+		opt.claims = &sync.Map{}
+	}
 	res := make([]Status, len(serials))
 	if opt.Observe != nil {
 		for _, s := range serials {

@@ -399,3 +399,25 @@ func TestStationUSBHotplug(t *testing.T) {
 		t.Fatalf("summary %+v", sum)
 	}
 }
+
+// One phone reached under two names is flashed once: the second name is refused, not a second
+// concurrent writer.
+func TestBatchSamePhoneTwoNames(t *testing.T) {
+	rng := rand.New(rand.NewPCG(14, 15))
+	cands := []flash.Candidate{pairsCandidate(t, "armani", rng)}
+	ph := serveBatchPhone(t, "armani", "tcp", emulator.Options{})
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(ph.serial, "tcp:"))
+	other := "tcp:localhost:" + port
+	sum := flash.Batch(context.Background(), []string{ph.serial, other}, cands, flash.BatchOptions{Dial: dialBatch})
+	if sum.OK != 1 || sum.Refused != 1 {
+		t.Fatalf("%+v", sum.Phones)
+	}
+	for _, r := range sum.Phones {
+		if r.State == flash.ResultRefused && (r.Written != 0 || !strings.Contains(strings.Join(r.Reasons, " "), "also listed as")) {
+			t.Fatalf("refused row %+v", r)
+		}
+	}
+	if n := ph.em.Stats().Flashes; n != 2 { // boot and system, once
+		t.Fatalf("%d flash commands, want 2", n)
+	}
+}

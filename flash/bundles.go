@@ -81,12 +81,13 @@ var ErrNoBundle = errors.New("no bundle for this phone")
 // probe is what choosing a plan needs to know of a phone.
 type probe struct {
 	product   string
+	serialno  string
 	slotCount int
 	anti      map[string]string // anti-rollback variable → answer ("" unknown)
 }
 
 func probeDevice(ctx context.Context, d Device, cands []Candidate) probe {
-	pr := probe{product: getvar(ctx, d, "product"), anti: map[string]string{}}
+	pr := probe{product: getvar(ctx, d, "product"), serialno: getvar(ctx, d, "serialno"), anti: map[string]string{}}
 	if n, ok := parseSize(getvar(ctx, d, "slot-count")); ok {
 		pr.slotCount = int(n)
 	}

@@ -47,6 +47,9 @@ func Station(ctx context.Context, opt StationOptions) *Summary {
 		poll = time.Second
 	}
 	start := time.Now()
+	if opt.Batch.claims == nil {
+		opt.Batch.claims = &sync.Map{}
+	}
 	sum := &Summary{}
 	var (
 		mu       sync.Mutex
@@ -100,6 +103,12 @@ func Station(ctx context.Context, opt StationOptions) *Summary {
 				delete(handled, s) // unplugged: flashed again when it comes back
 			}
 		}
+		opt.Batch.claims.Range(func(serialno, s any) bool {
+			if !isPresent[s.(string)] && !busy[s.(string)] {
+				opt.Batch.claims.Delete(serialno) // gone: the phone may come back under any name
+			}
+			return true
+		})
 		for _, s := range present {
 			if busy[s] || handled[s] || ctx.Err() != nil {
 				continue
@@ -112,7 +121,10 @@ func Station(ctx context.Context, opt StationOptions) *Summary {
 				mu.Lock()
 				defer mu.Unlock()
 				delete(busy, s)
-				if st.connectFailed && Transport(s) != "usb" && ctx.Err() == nil {
+				if st.connectFailed && ctx.Err() != nil {
+					return // stopping: nothing happened to that phone
+				}
+				if st.connectFailed && Transport(s) != "usb" {
 					warn(fmt.Sprintf("%s is not reachable yet; retrying", s))
 					return // not there yet: try again at the next poll
 				}
