@@ -20,8 +20,6 @@ func (d *Dir) Replace() error {
 	d.done = true
 	defer d.untrack()
 	aside := tempName(d.final)
-	untrackAside := TrackTemp(aside)
-	defer untrackAside()
 	if err := os.Rename(d.final, aside); err != nil {
 		os.RemoveAll(d.tmp)
 		return fmt.Errorf("moving the old %s aside: %w", d.final, err)
@@ -31,5 +29,8 @@ func (d *Dir) Replace() error {
 		os.RemoveAll(d.tmp)
 		return fmt.Errorf("moving the output into %s: %w", d.final, err)
 	}
+	// Tracked (removed on an emergency exit) only now: until the new directory is in place, aside holds
+	// the only whole copy.
+	defer TrackTemp(aside)()
 	return os.RemoveAll(aside)
 }
