@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
@@ -357,10 +358,30 @@ func (t *Transport) io(f func() (int, error)) (int, error) {
 	}
 }
 
+// uninterruptible runs one FunctionFS transfer with every signal blocked on its thread. f_fs dequeues a
+// transfer that a signal interrupts and drops the bytes it had already received (the read returns
+// EINTR), and Go's runtime signals its threads by itself (SIGURG preemption): under load a download lost
+// data that way and never completed. Blocked signals stay pending and are handled right after.
+func uninterruptible(f func() (int, error)) (int, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var all, old unix.Sigset_t
+	for i := range all.Val {
+		all.Val[i] = ^all.Val[i]
+	}
+	if err := unix.PthreadSigmask(unix.SIG_BLOCK, &all, &old); err != nil {
+		return f()
+	}
+	defer unix.PthreadSigmask(unix.SIG_SETMASK, &old, nil)
+	return f()
+}
+
 // Read receives one bulk OUT transfer (a command or a piece of download data).
 func (t *Transport) Read(p []byte) (int, error) {
 	for {
-		n, err := t.io(func() (int, error) { return unix.Read(t.l.epOut, p) })
+		n, err := t.io(func() (int, error) {
+			return uninterruptible(func() (int, error) { return unix.Read(t.l.epOut, p) })
+		})
 		if err != nil || n > 0 {
 			if err == nil {
 				t.maybeStall(p[:n])
@@ -401,7 +422,9 @@ func (t *Transport) Write(p []byte) (int, error) {
 	t.mu.Unlock()
 	sent := 0
 	for sent < len(p) {
-		n, err := t.io(func() (int, error) { return unix.Write(t.l.epIn, p[sent:]) })
+		n, err := t.io(func() (int, error) {
+			return uninterruptible(func() (int, error) { return unix.Write(t.l.epIn, p[sent:]) })
+		})
 		if err != nil {
 			return sent, err
 		}
