@@ -496,6 +496,14 @@ func (d *Device) getvar(name string) (string, bool) {
 	if v := d.dev.AntiRollback.Var; v != "" && name == v {
 		return st.Anti, true
 	}
+	if p, ok := strings.CutPrefix(name, "romforge-changes:"); ok {
+		// How often a partition was flashed or erased: proof from outside the process (romforge
+		// emulate) that, say, userdata was left alone.
+		if _, _, ok := d.lookup(p); ok {
+			return fmt.Sprint(st.Changes[p]), true
+		}
+		return "", false
+	}
 	if p, ok := strings.CutPrefix(name, "partition-size:"); ok {
 		if pi, _, ok := d.lookup(p); ok {
 			return fmt.Sprintf("0x%x", pi.size), true

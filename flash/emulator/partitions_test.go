@@ -75,6 +75,14 @@ func TestChangesRecordWrites(t *testing.T) {
 	if err := c.Flash(ctx, "nonexistent"); err == nil {
 		t.Fatal("flashing an unknown partition succeeded")
 	}
+	for name, want := range map[string]string{"xbl_a": "1", "userdata": "0", "splash": "1"} {
+		if v, err := c.GetVar(ctx, "romforge-changes:"+name); err != nil || v != want {
+			t.Errorf("getvar romforge-changes:%s = %q %v, want %s", name, v, err, want)
+		}
+	}
+	if _, err := c.GetVar(ctx, "romforge-changes:nonexistent"); err == nil {
+		t.Error("romforge-changes of an unknown partition answered")
+	}
 	want := map[string]int64{"xbl_a": 1, "xbl_b": 1, "splash": 1, "metadata": 1}
 	if got := d.Changes(); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("changes %v, want %v", got, want)
