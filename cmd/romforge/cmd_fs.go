@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -359,7 +358,7 @@ func runFsExtract(c *cli.Context) error {
 		return err
 	}
 	defer out.Abort()
-	st, err := extractTree(e, img, out.Path())
+	st, err := tree.Extract(e.ctx, img, out.Path())
 	if err != nil {
 		return err
 	}
@@ -398,129 +397,14 @@ func runFsExtract(c *cli.Context) error {
 	}
 	if e.json {
 		return e.printJSON(map[string]any{"command": "fs extract", "image": c.Args().Get(0), "dir": dir,
-			"fs_config": dir + ".fs_config", "file_contexts": dir + ".file_contexts", "files": st.files, "dirs": st.dirs,
-			"symlinks": st.symlinks, "skipped_special": st.skipped, "bytes": st.bytes})
+			"fs_config": dir + ".fs_config", "file_contexts": dir + ".file_contexts", "files": st.Files, "dirs": st.Dirs,
+			"symlinks": st.Symlinks, "skipped_special": st.Skipped, "bytes": st.Bytes})
 	}
-	e.logf("%s: %d files (%d bytes), %d directories, %d symlinks → %s (+ .fs_config, .file_contexts)", c.Args().Get(0), st.files, st.bytes, st.dirs, st.symlinks, dir)
-	if st.skipped > 0 {
-		e.logf("%d device nodes, FIFOs or sockets were not created (needs root); they are listed in %s.fs_config", st.skipped, dir)
+	e.logf("%s: %d files (%d bytes), %d directories, %d symlinks → %s (+ .fs_config, .file_contexts)", c.Args().Get(0), st.Files, st.Bytes, st.Dirs, st.Symlinks, dir)
+	if st.Skipped > 0 {
+		e.logf("%d device nodes, FIFOs or sockets were not created (needs root); they are listed in %s.fs_config", st.Skipped, dir)
 	}
 	return nil
-}
-
-type extractStats struct {
-	files, dirs, symlinks, skipped int
-	bytes                          int64
-}
-
-// extractTree writes t under dir. Every name is checked again here (no "/" or ".." elements), parents are
-// created by us and verified to be real directories, and files are created with O_EXCL|O_NOFOLLOW, so a
-// hostile image cannot write outside dir.
-func extractTree(e *env, t tree.Tree, dir string) (*extractStats, error) {
-	st := &extractStats{}
-	root := os.Geteuid() == 0
-	type dirMode struct {
-		path string
-		mode os.FileMode
-		mt   time.Time
-	}
-	var dirs []dirMode
-	err := tree.Walk(t, func(name string, m tree.Meta) error {
-		if err := e.ctx.Err(); err != nil {
-			return err
-		}
-		if name == "." {
-			dirs = append(dirs, dirMode{dir, m.Mode, m.ModTime})
-			return nil
-		}
-		for _, el := range strings.Split(name, "/") {
-			if el == "" || el == "." || el == ".." || strings.ContainsAny(el, "/\x00") {
-				return failure.Kinded(failure.ErrRefused, fmt.Errorf("refusing entry %q: %w", name, tree.ErrEscape))
-			}
-		}
-		host := filepath.Join(dir, filepath.FromSlash(name))
-		parent := filepath.Dir(host)
-		if pst, err := os.Lstat(parent); err != nil || !pst.IsDir() {
-			return failure.Kinded(failure.ErrRefused, fmt.Errorf("refusing entry %q: parent is not a directory we created: %w", name, tree.ErrEscape))
-		}
-		switch {
-		case m.Mode.IsDir():
-			if err := os.Mkdir(host, 0o700); err != nil {
-				return err
-			}
-			dirs = append(dirs, dirMode{host, m.Mode, m.ModTime})
-			st.dirs++
-		case m.Mode&fs.ModeSymlink != 0:
-			if err := os.Symlink(m.Target, host); err != nil {
-				return err
-			}
-			st.symlinks++
-		case m.Mode.IsRegular():
-			n, err := extractFile(e.ctx, t, name, host, m)
-			if err != nil {
-				return err
-			}
-			st.files++
-			st.bytes += n
-		default:
-			if !root {
-				st.skipped++
-				return nil
-			}
-			if err := hostMknod(host, tree.UnixMode(m.Mode), m.Rdev); err != nil {
-				return err
-			}
-		}
-		if root {
-			_ = os.Lchown(host, int(m.UID), int(m.GID))
-			for k, v := range m.Xattrs {
-				_ = hostLsetxattr(host, k, v)
-			}
-			if m.Mode&fs.ModeSymlink == 0 && !m.Mode.IsDir() {
-				_ = os.Chmod(host, fsHostMode(m.Mode))
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	for i := len(dirs) - 1; i >= 0; i-- {
-		d := dirs[i]
-		_ = os.Chmod(d.path, fsHostMode(d.mode))
-		_ = os.Chtimes(d.path, d.mt, d.mt)
-	}
-	return st, nil
-}
-
-func fsHostMode(m fs.FileMode) os.FileMode {
-	return m & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
-}
-
-func extractFile(ctx context.Context, t tree.Tree, name, host string, m tree.Meta) (int64, error) {
-	src, err := t.Open(name)
-	if err != nil {
-		return 0, err
-	}
-	defer src.Close()
-	f, err := os.OpenFile(host, os.O_WRONLY|os.O_CREATE|os.O_EXCL|oNoFollow, 0o600)
-	if err != nil {
-		return 0, err
-	}
-	n, err := safeio.CopyContext(ctx, f, src)
-	if err != nil {
-		f.Close()
-		return n, err
-	}
-	if err := f.Chmod(fsHostMode(m.Mode)); err != nil {
-		f.Close()
-		return n, err
-	}
-	if err := f.Close(); err != nil {
-		return n, err
-	}
-	_ = os.Chtimes(host, m.ModTime, m.ModTime)
-	return n, nil
 }
 
 func parseTimestamp(s string) (time.Time, error) {

@@ -82,7 +82,7 @@ func TestFsCLI(t *testing.T) {
 }
 
 func TestFsExtractRefusesEscapes(t *testing.T) {
-	// A file named like a path cannot come out of the ext4 reader; extractTree re-checks names anyway.
+	// A file named like a path cannot come out of the ext4 reader; tree.Extract re-checks names anyway (fs/tree has the hostile-tree tests).
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to make the image with mke2fs -d preserving owners")
 	}
