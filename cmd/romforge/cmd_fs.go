@@ -468,30 +468,7 @@ func runFsBuild(c *cli.Context) error {
 		return err
 	}
 	if st.IsDir() {
-		opt := tree.DirOptions{Prefix: strings.Trim(mp, "/"), MountPoint: mp}
-		if p := c.String("fs-config"); p != "" {
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			opt.FSConfig, err = tree.ParseFSConfig(f)
-			f.Close()
-			if err != nil {
-				return failure.Kinded(failure.ErrInvalid, fmt.Errorf("%s: %w", p, err))
-			}
-		}
-		if p := c.String("file-contexts"); p != "" {
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			opt.FileContexts, err = tree.ParseFileContexts(f)
-			f.Close()
-			if err != nil {
-				return failure.Kinded(failure.ErrInvalid, fmt.Errorf("%s: %w", p, err))
-			}
-		}
-		d, err := tree.NewDir(srcPath, opt)
+		d, err := tree.OpenDir(srcPath, c.String("fs-config"), c.String("file-contexts"), mp)
 		if err != nil {
 			return err
 		}

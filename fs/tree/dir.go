@@ -7,6 +7,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/romforge/romforge/internal/failure"
 )
 
 // DirOptions says where a directory tree's Android metadata comes from.
@@ -121,4 +123,33 @@ func (d *Dir) Meta(name string) (Meta, error) {
 		}
 	}
 	return m, nil
+}
+
+// OpenDir is NewDir with its Android metadata read from files, as a user names them: an AOSP fs_config
+// file and a SELinux file_contexts file (either path may be ""), for a tree mounted at mountPoint.
+func OpenDir(root, fsConfigPath, fileContextsPath, mountPoint string) (*Dir, error) {
+	opt := DirOptions{Prefix: strings.Trim(mountPoint, "/"), MountPoint: mountPoint}
+	if fsConfigPath != "" {
+		f, err := os.Open(fsConfigPath)
+		if err != nil {
+			return nil, err
+		}
+		opt.FSConfig, err = ParseFSConfig(f)
+		f.Close()
+		if err != nil {
+			return nil, failure.Kinded(failure.ErrInvalid, fmt.Errorf("%s: %w", fsConfigPath, err))
+		}
+	}
+	if fileContextsPath != "" {
+		f, err := os.Open(fileContextsPath)
+		if err != nil {
+			return nil, err
+		}
+		opt.FileContexts, err = ParseFileContexts(f)
+		f.Close()
+		if err != nil {
+			return nil, failure.Kinded(failure.ErrInvalid, fmt.Errorf("%s: %w", fileContextsPath, err))
+		}
+	}
+	return NewDir(root, opt)
 }
