@@ -232,6 +232,10 @@ func runPatch(c *cli.Context) error {
 // xiaomi-hardened removes those; the -safe sets keep them).
 func warnBootCritical(e *env, o *harden.Outcome) {
 	for _, w := range o.Warnings {
+		if e.json {
+			emitJSONLine(e.stderr, map[string]string{"event": "warning", "message": w})
+			continue
+		}
 		fmt.Fprintf(e.stderr, "romforge: warning: %s\n", w)
 	}
 }
