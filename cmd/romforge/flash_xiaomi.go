@@ -37,11 +37,27 @@ func loadXiaomiPlan(target string, d *devices.Device, o planOptions) (*plan.Plan
 		if err != nil {
 			return nil, true, err
 		}
+		var ambiguous []string
 		for _, p := range r.Products {
-			if ds := cat.ByProduct(p); len(ds) == 1 {
+			ds := cat.ByProduct(p)
+			if len(ds) == 1 {
 				d = ds[0]
 				break
 			}
+			// Siblings share products (willow's phones also answer ginkgo): the device named after
+			// the product is the ROM's own.
+			for _, c := range ds {
+				if strings.EqualFold(c.Codename, p) {
+					d = c
+				}
+				ambiguous = append(ambiguous, c.Codename)
+			}
+			if d != nil {
+				break
+			}
+		}
+		if d == nil && len(ambiguous) > 0 {
+			return nil, true, failure.Kinded(failure.ErrUsage, fmt.Errorf("flash: the ROM is for %s, which several catalog devices answer (%s); pass --device", strings.Join(r.Products, ", "), strings.Join(ambiguous, ", ")))
 		}
 		if d == nil {
 			return nil, true, failure.Kinded(failure.ErrUsage, fmt.Errorf("flash: the ROM is for %s, which the catalog does not know; pass --device", strings.Join(r.Products, ", ")))

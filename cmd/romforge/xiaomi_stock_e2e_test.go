@@ -205,3 +205,38 @@ func packTGZ(t *testing.T, root string) string {
 	}
 	return out
 }
+
+// TestStockROMEveryXiaomiDevice: for every Xiaomi phone in the catalog, a generated stock-style ROM of
+// the partitions the catalog knows plans and flashes on an emulated phone of that model, user data kept.
+func TestStockROMEveryXiaomiDevice(t *testing.T) {
+	if testing.Short() {
+		t.Skip("flashes one emulated phone per catalog device")
+	}
+	cat, err := devices.Builtin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	n := 0
+	for i, d := range cat.Devices {
+		if d.Vendor != "Xiaomi" {
+			continue
+		}
+		n++
+		rom := writeStockROM(t, d, int64(100+i), 1)
+		em, serial := startEmulatorFor(t, d, emulator.Options{})
+		data := plantUserData(t, em)
+		code, stdout, stderr := runCLI(t, "flash", rom.Root, "--serial", serial, "--yes")
+		if code != 0 {
+			t.Errorf("%s: exit %d\n%s\n%s", d.Codename, code, stdout, stderr)
+			continue
+		}
+		checkFlashed(t, em, d, rom)
+		if got, _ := os.ReadFile(em.PartitionPath("userdata")); !bytes.Equal(got, data) || em.Changes()["userdata"] != 0 {
+			t.Errorf("%s: userdata changed", d.Codename)
+		}
+	}
+	if n < 10 {
+		t.Errorf("only %d Xiaomi devices in the catalog", n)
+	}
+}
