@@ -110,6 +110,24 @@ func TestStockXiaomiROMKeepsUserData(t *testing.T) {
 			}
 		}
 
+		// A ROM with only the Windows scripts plans from the .bat ones the same way.
+		if codename == "spes" {
+			batROM := writeStockROM(t, d, int64(17+i), 1)
+			for _, s := range []string{"flash_all.sh", "flash_all_except_storage.sh", "flash_all_lock.sh"} {
+				os.Remove(filepath.Join(batROM.Root, s))
+			}
+			emB, serialB := startEmulator(t, codename, emulator.Options{})
+			data := plantUserData(t, emB)
+			code, stdout, stderr := runCLI(t, "flash", batROM.Root, "--serial", serialB, "--yes")
+			if code != 0 || !strings.Contains(stdout+stderr, "user data kept: flash_all_except_storage.bat") {
+				t.Fatalf("%s .bat only: exit %d\n%s\n%s", codename, code, stdout, stderr)
+			}
+			checkFlashed(t, emB, d, batROM)
+			if got, _ := os.ReadFile(emB.PartitionPath("userdata")); !bytes.Equal(got, data) {
+				t.Errorf("%s .bat only: userdata changed", codename)
+			}
+		}
+
 		// No except_storage script: flash_all without its wipe steps, said so.
 		for _, s := range []string{"flash_all_except_storage.sh", "flash_all_except_storage.bat"} {
 			os.Remove(filepath.Join(rom.Root, s))
