@@ -210,7 +210,11 @@ func TestInterruptEveryCommand(t *testing.T) {
 			if bad := leftovers(t, work, tc.allowed); len(bad) > 0 {
 				t.Errorf("%s round %d (SIGINT after %v): left %q", tc.name, round, delay, bad)
 			}
-			if code == exitInterrupted && !bytes.Contains(o, []byte("interrupted")) {
+			killedEarly := code == exitInterrupted && len(o) == 0 // SIGINT before the runtime's signal setup: nothing ran yet
+			if killedEarly {
+				t.Logf("%s round %d: killed by SIGINT before signal handling was set up (no output; a shell reports 130)", tc.name, round)
+			}
+			if code == exitInterrupted && !killedEarly && !bytes.Contains(o, []byte("interrupted")) {
 				t.Errorf("%s round %d: exit 130 without saying so:\n%s", tc.name, round, o)
 			}
 			if code == 0 {
