@@ -110,6 +110,9 @@ func TestChoosePrefersExceptStorage(t *testing.T) {
 	if len(c.Notes) != 1 || !strings.Contains(c.Notes[0], "user data kept: flash_all_except_storage.sh") {
 		t.Errorf("notes %q", c.Notes)
 	}
+	if in := r.Info(); in.DefaultScript != "flash_all.sh" || in.FlashScript != "flash_all_except_storage.sh" || !reflect.DeepEqual(in.FlashNotes, c.Notes) {
+		t.Errorf("info: default %s, flash %s, notes %q", in.DefaultScript, in.FlashScript, in.FlashNotes)
+	}
 	if c, err := r.Choose(ScriptExceptStorage, true); err != nil || c.Script != "flash_all_except_storage.sh" {
 		t.Errorf("named except-storage with --wipe: %+v %v", c, err)
 	}

@@ -370,10 +370,18 @@ type Info struct {
 	Scripts       []string `json:"scripts"`
 	Images        []Image  `json:"images"`
 	Warnings      []string `json:"warnings,omitempty"`
+	// FlashScript is what `romforge flash` plans without --wipe or --script (user data kept), with
+	// FlashNotes saying which steps it drops.
+	FlashScript string   `json:"flash_script,omitempty"`
+	FlashNotes  []string `json:"flash_notes,omitempty"`
 }
 
 // Info summarises the ROM.
 func (r *ROM) Info() Info {
-	return Info{Products: r.Products, AntiVersion: r.AntiVersion, DefaultScript: r.DefaultScript, Steps: r.Steps,
+	in := Info{Products: r.Products, AntiVersion: r.AntiVersion, DefaultScript: r.DefaultScript, Steps: r.Steps,
 		Relocks: r.Relocks, Scripts: sortedKeys(r.Scripts), Images: r.Images, Warnings: r.Warnings}
+	if c, err := r.Choose("", false); err == nil {
+		in.FlashScript, in.FlashNotes = c.Script, c.Notes
+	}
+	return in
 }
