@@ -123,142 +123,196 @@ func Preflight(ctx context.Context, d Device, p *plan.Plan, opt PreflightOptions
 	if opt.MinBatteryMV == 0 {
 		opt.MinBatteryMV = 3500
 	}
-	var reasons []string
-	notes := append([]string(nil), p.Notes...)
-	refuse := func(f string, a ...any) { reasons = append(reasons, fmt.Sprintf(f, a...)) }
-	f := Facts{PartitionSize: map[string]int64{}}
-	f.Product = getvar(ctx, d, "product")
-	f.Serial = getvar(ctx, d, "serialno")
-	f.Unlocked = strings.ToLower(getvar(ctx, d, "unlocked"))
-	f.CurrentSlot = strings.TrimPrefix(getvar(ctx, d, "current-slot"), "_")
-	if n, ok := parseSize(getvar(ctx, d, "slot-count")); ok {
-		f.SlotCount = int(n)
-	}
-	f.MaxDownload, _ = parseSize(getvar(ctx, d, "max-download-size"))
-	f.Userspace = getvar(ctx, d, "is-userspace") == "yes"
-	f.BatterySOCOK = getvar(ctx, d, "battery-soc-ok")
-	f.BatteryVoltage = getvar(ctx, d, "battery-voltage")
-	f.Snapshot = getvar(ctx, d, "snapshot-update-status")
-	if err := ctx.Err(); err != nil {
+	c := &checker{ctx: ctx, d: d, p: p, opt: opt, notes: append([]string(nil), p.Notes...), f: Facts{PartitionSize: map[string]int64{}}}
+	if err := c.readFacts(); err != nil {
 		return nil, err
 	}
+	c.identity()
+	c.lockState()
+	c.battery()
+	c.snapshot()
+	c.antiRollback()
+	c.chooseSlots()
+	if err := c.images(); err != nil {
+		return nil, err
+	}
+	cmds := c.commands()
+	if len(c.reasons) > 0 {
+		return nil, &plan.RefusedError{Reasons: c.reasons}
+	}
+	return &Checked{Facts: c.f, Commands: cmds, Notes: c.notes}, nil
+}
 
-	// Identity.
-	products := p.Products
+// checker is one pre-flight run: the device's answers, and the reasons and notes each check adds.
+type checker struct {
+	ctx     context.Context
+	d       Device
+	p       *plan.Plan
+	opt     PreflightOptions
+	f       Facts
+	reasons []string
+	notes   []string
+	// Set by the checks for the commands: a pending snapshot to cancel, A/B, the slots to write in order,
+	// and each image's size.
+	cancelSnapshot bool
+	ab             bool
+	slots          []string
+	infos          map[string]imgInfo
+}
+
+type imgInfo struct{ size int64 }
+
+func (c *checker) refuse(format string, a ...any) {
+	c.reasons = append(c.reasons, fmt.Sprintf(format, a...))
+}
+
+// readFacts asks the device what every check needs.
+func (c *checker) readFacts() error {
+	c.f.Product = getvar(c.ctx, c.d, "product")
+	c.f.Serial = getvar(c.ctx, c.d, "serialno")
+	c.f.Unlocked = strings.ToLower(getvar(c.ctx, c.d, "unlocked"))
+	c.f.CurrentSlot = strings.TrimPrefix(getvar(c.ctx, c.d, "current-slot"), "_")
+	if n, ok := parseSize(getvar(c.ctx, c.d, "slot-count")); ok {
+		c.f.SlotCount = int(n)
+	}
+	c.f.MaxDownload, _ = parseSize(getvar(c.ctx, c.d, "max-download-size"))
+	c.f.Userspace = getvar(c.ctx, c.d, "is-userspace") == "yes"
+	c.f.BatterySOCOK = getvar(c.ctx, c.d, "battery-soc-ok")
+	c.f.BatteryVoltage = getvar(c.ctx, c.d, "battery-voltage")
+	c.f.Snapshot = getvar(c.ctx, c.d, "snapshot-update-status")
+	if err := c.ctx.Err(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// identity: the phone is one the plan is for.
+func (c *checker) identity() {
+	products := c.p.Products
 	if len(products) == 0 {
-		products = p.Device.Products
+		products = c.p.Device.Products
 	}
 	okProduct := false
 	for _, pr := range products {
-		okProduct = okProduct || strings.EqualFold(pr, f.Product)
+		okProduct = okProduct || strings.EqualFold(pr, c.f.Product)
 	}
 	switch {
-	case f.Product == "":
-		refuse("the device did not answer 'getvar product'; is it in fastboot mode and is it a %s?", p.Device.DisplayName())
+	case c.f.Product == "":
+		c.refuse("the device did not answer 'getvar product'; is it in fastboot mode and is it a %s?", c.p.Device.DisplayName())
 	case !okProduct:
-		refuse("the device is a %q, but this plan is for %s (%s): wrong phone", f.Product, p.Device.Codename, strings.Join(products, ", "))
+		c.refuse("the device is a %q, but this plan is for %s (%s): wrong phone", c.f.Product, c.p.Device.Codename, strings.Join(products, ", "))
 	}
+}
 
-	// Lock state.
-	switch f.Unlocked {
+// lockState: the bootloader is unlocked (or assumed so, as asked).
+func (c *checker) lockState() {
+	switch c.f.Unlocked {
 	case "yes", "true", "1":
 	case "no", "false", "0":
-		refuse("the bootloader is locked: unlock it first (Xiaomi: Mi Unlock); flashing a locked device fails or bricks it")
+		c.refuse("the bootloader is locked: unlock it first (Xiaomi: Mi Unlock); flashing a locked device fails or bricks it")
 	default:
-		if !opt.AssumeUnlocked {
-			refuse("the device does not report its lock state (getvar unlocked); check with 'fastboot oem device-info' and pass --assume-unlocked if it is unlocked")
+		if !c.opt.AssumeUnlocked {
+			c.refuse("the device does not report its lock state (getvar unlocked); check with 'fastboot oem device-info' and pass --assume-unlocked if it is unlocked")
 		} else {
-			notes = append(notes, "lock state not reported; assumed unlocked as asked")
+			c.notes = append(c.notes, "lock state not reported; assumed unlocked as asked")
 		}
 	}
+}
 
-	// Battery.
-	if f.BatterySOCOK == "no" {
-		refuse("the device reports a battery too low to flash (battery-soc-ok: no): charge it first")
+// battery: charged enough to finish.
+func (c *checker) battery() {
+	if c.f.BatterySOCOK == "no" {
+		c.refuse("the device reports a battery too low to flash (battery-soc-ok: no): charge it first")
 	}
-	if mv, ok := parseSize(f.BatteryVoltage); ok && mv > 0 && mv < int64(opt.MinBatteryMV) {
-		refuse("battery at %d mV, below %d mV: charge it first", mv, opt.MinBatteryMV)
+	if mv, ok := parseSize(c.f.BatteryVoltage); ok && mv > 0 && mv < int64(c.opt.MinBatteryMV) {
+		c.refuse("battery at %d mV, below %d mV: charge it first", mv, c.opt.MinBatteryMV)
 	}
+}
 
-	// Snapshots (Virtual A/B).
-	cancelSnapshot := false
-	switch f.Snapshot {
+// snapshot: no Virtual A/B update merging or pending (unless cancelling it was asked).
+func (c *checker) snapshot() {
+	switch c.f.Snapshot {
 	case "", "none":
 	case "merging":
-		refuse("a Virtual A/B update is still merging (snapshot-update-status: merging): boot Android and let it finish first")
+		c.refuse("a Virtual A/B update is still merging (snapshot-update-status: merging): boot Android and let it finish first")
 	default:
-		if opt.CancelSnapshot {
-			cancelSnapshot = true
-			notes = append(notes, "pending snapshot update ("+f.Snapshot+") will be cancelled first")
+		if c.opt.CancelSnapshot {
+			c.cancelSnapshot = true
+			c.notes = append(c.notes, "pending snapshot update ("+c.f.Snapshot+") will be cancelled first")
 		} else {
-			refuse("a Virtual A/B update is pending (snapshot-update-status: %s): boot Android once, or pass --cancel-snapshot", f.Snapshot)
+			c.refuse("a Virtual A/B update is pending (snapshot-update-status: %s): boot Android once, or pass --cancel-snapshot", c.f.Snapshot)
 		}
 	}
+}
 
-	// Anti-rollback.
+// antiRollback: firmware is never older than the phone's anti-rollback index.
+func (c *checker) antiRollback() {
 	touchesFirmware := false
-	for _, s := range p.Steps {
+	for _, s := range c.p.Steps {
 		if s.Op == plan.OpFlash && firmwarePartitions[baseName(s.Partition)] {
 			touchesFirmware = true
 		}
 	}
-	if ar := p.Device.AntiRollback; ar.Enforced {
-		f.Anti = getvar(ctx, d, ar.Var)
-		devAnti, known := parseSize(f.Anti)
+	if ar := c.p.Device.AntiRollback; ar.Enforced {
+		c.f.Anti = getvar(c.ctx, c.d, ar.Var)
+		devAnti, known := parseSize(c.f.Anti)
 		switch {
-		case touchesFirmware && p.AntiVersion < 0:
-			refuse("the plan flashes bootloader firmware but the ROM states no anti-rollback version; refusing (a lower firmware version bricks the phone)")
-		case (touchesFirmware || p.AntiVersion >= 0) && !known:
-			refuse("the device enforces anti-rollback but did not answer 'getvar %s' (unknown is not 0); refusing", ar.Var)
-		case p.AntiVersion >= 0 && known && int64(p.AntiVersion) < devAnti:
-			refuse("anti-rollback: the ROM is version %d, the device is at %d: flashing it would brick the phone", p.AntiVersion, devAnti)
-		case !touchesFirmware && p.AntiVersion < 0:
-			notes = append(notes, "no bootloader firmware in the plan: anti-rollback does not apply")
+		case touchesFirmware && c.p.AntiVersion < 0:
+			c.refuse("the plan flashes bootloader firmware but the ROM states no anti-rollback version; refusing (a lower firmware version bricks the phone)")
+		case (touchesFirmware || c.p.AntiVersion >= 0) && !known:
+			c.refuse("the device enforces anti-rollback but did not answer 'getvar %s' (unknown is not 0); refusing", ar.Var)
+		case c.p.AntiVersion >= 0 && known && int64(c.p.AntiVersion) < devAnti:
+			c.refuse("anti-rollback: the ROM is version %d, the device is at %d: flashing it would brick the phone", c.p.AntiVersion, devAnti)
+		case !touchesFirmware && c.p.AntiVersion < 0:
+			c.notes = append(c.notes, "no bootloader firmware in the plan: anti-rollback does not apply")
 		}
 	}
+}
 
-	// Slots.
-	ab := f.SlotCount >= 2
-	if p.Device.AB && !ab {
-		refuse("the catalog says %s is A/B but the device reports slot-count %d: wrong device or mode", p.Device.Codename, f.SlotCount)
+// chooseSlots: the catalog and the phone agree on A/B, and the slots to write, in order.
+func (c *checker) chooseSlots() {
+	c.ab = c.f.SlotCount >= 2
+	ab := c.ab
+	if c.p.Device.AB && !ab {
+		c.refuse("the catalog says %s is A/B but the device reports slot-count %d: wrong device or mode", c.p.Device.Codename, c.f.SlotCount)
 	}
-	if !p.Device.AB && ab {
-		refuse("the device reports %d slots but the catalog says %s is A-only: wrong device", f.SlotCount, p.Device.Codename)
+	if !c.p.Device.AB && ab {
+		c.refuse("the device reports %d slots but the catalog says %s is A-only: wrong device", c.f.SlotCount, c.p.Device.Codename)
 	}
-	var slots []string // target slots in write order
 	if ab {
-		cur := f.CurrentSlot
+		cur := c.f.CurrentSlot
 		if cur != "a" && cur != "b" {
-			refuse("the device reports current-slot %q; cannot choose a slot safely", f.CurrentSlot)
+			c.refuse("the device reports current-slot %q; cannot choose a slot safely", c.f.CurrentSlot)
 		}
 		other := map[string]string{"a": "b", "b": "a"}[cur]
-		switch p.Slot {
+		switch c.p.Slot {
 		case "", "other":
-			slots = []string{other}
+			c.slots = []string{other}
 		case "a", "b":
-			slots = []string{p.Slot}
+			c.slots = []string{c.p.Slot}
 		case "all":
-			slots = []string{other, cur}
+			c.slots = []string{other, cur}
 		}
-		if fixed := superSlot(p); fixed != "" {
+		if fixed := superSlot(c.p); fixed != "" {
 			var note, reason string
-			if slots, note, reason = superSlots(p.Slot, cur, fixed); reason != "" {
-				refuse("%s", reason)
+			if c.slots, note, reason = superSlots(c.p.Slot, cur, fixed); reason != "" {
+				c.refuse("%s", reason)
 			} else if note != "" {
-				notes = append(notes, note)
+				c.notes = append(c.notes, note)
 			}
 		}
 	}
+}
 
-	// Images: present, hashes, sizes.
-	type imgInfo struct{ size int64 }
-	infos := map[string]imgInfo{}
+// images: every image is readable and is the one the bundle hashed.
+func (c *checker) images() error {
+	c.infos = map[string]imgInfo{}
 	var paths []string
-	for _, s := range p.Steps {
+	for _, s := range c.p.Steps {
 		if s.Op == plan.OpFlash {
-			if _, seen := infos[s.Image]; !seen {
+			if _, seen := c.infos[s.Image]; !seen {
 				paths = append(paths, s.Image)
-				infos[s.Image] = imgInfo{}
+				c.infos[s.Image] = imgInfo{}
 			}
 		}
 	}
@@ -266,33 +320,74 @@ func Preflight(ctx context.Context, d Device, p *plan.Plan, opt PreflightOptions
 	for _, path := range paths {
 		n, err := imageSize(path)
 		if err != nil {
-			refuse("image %s cannot be read: %v", path, err)
+			c.refuse("image %s cannot be read: %v", path, err)
 			continue
 		}
-		infos[path] = imgInfo{size: n}
+		c.infos[path] = imgInfo{size: n}
 	}
-	for _, s := range p.Steps {
+	for _, s := range c.p.Steps {
 		if s.Op == plan.OpFlash && s.SHA256 != "" {
-			h, err := image.FileSHA256(ctx, s.Image)
-			if ctx.Err() != nil {
-				return nil, ctx.Err() // interrupted, not a reason to refuse
+			h, err := image.FileSHA256(c.ctx, s.Image)
+			if c.ctx.Err() != nil {
+				return c.ctx.Err() // interrupted, not a reason to refuse
 			}
 			if err != nil {
-				refuse("image %s: %v", s.Image, err)
+				c.refuse("image %s: %v", s.Image, err)
 			} else if !strings.EqualFold(h, s.SHA256) {
-				refuse("image %s has sha256 %s, the bundle recorded %s: it changed or is corrupt", s.Image, h, s.SHA256)
+				c.refuse("image %s has sha256 %s, the bundle recorded %s: it changed or is corrupt", s.Image, h, s.SHA256)
 			}
 		}
 	}
+	return nil
+}
 
-	// Commands.
+// withSlot names the partitions a step writes: part with each slot to write, or part alone on A-only
+// phones, for names that already carry a slot, and for partitions the phone says have none.
+func (c *checker) withSlot(part string) []string {
+	if !c.ab {
+		return []string{part}
+	}
+	if strings.HasSuffix(part, "_a") || strings.HasSuffix(part, "_b") {
+		return []string{part}
+	}
+	if v := getvar(c.ctx, c.d, "has-slot:"+part); v == "no" {
+		return []string{part}
+	}
+	var out []string
+	for _, sl := range c.slots {
+		out = append(out, part+"_"+sl)
+	}
+	return out
+}
+
+// fits refuses an image bigger than its partition, by the size the phone reports or else the catalog's.
+func (c *checker) fits(part string, size int64) {
+	psz, ok := parseSize(getvar(c.ctx, c.d, "partition-size:"+part))
+	if !ok {
+		if cp, found := c.p.Device.Partition(baseName(part)); found && cp.Size > 0 {
+			psz, ok = cp.Size, true
+			c.notes = append(c.notes, fmt.Sprintf("%s: size from the catalog (%d), the device did not report it", part, cp.Size))
+		}
+	}
+	c.f.PartitionSize[part] = psz
+	switch {
+	case !ok:
+		c.refuse("the device does not report the size of %s and the catalog does not know it; cannot prove the image fits", part)
+	case size > psz:
+		c.refuse("%s is %d bytes but partition %s holds %d bytes", imageName(fileFor(c.p, part)), size, part, psz)
+	}
+}
+
+// commands: the plan as fastboot commands for this phone (slots, sizes that fit, fastbootd for logical
+// partitions, wipe, set_active, reboots).
+func (c *checker) commands() []Command {
 	var cmds []Command
-	if cancelSnapshot {
+	if c.cancelSnapshot {
 		cmds = append(cmds, Command{Op: "snapshot-update"})
 	}
 	var physical, logical []plan.Step
 	var tail []plan.Step
-	for _, s := range p.Steps {
+	for _, s := range c.p.Steps {
 		switch {
 		case s.Op == plan.OpFlash && s.Logical:
 			logical = append(logical, s)
@@ -301,65 +396,30 @@ func Preflight(ctx context.Context, d Device, p *plan.Plan, opt PreflightOptions
 		case s.Op == plan.OpReboot || s.Op == plan.OpRebootBootloader || s.Op == plan.OpRebootFastboot || s.Op == plan.OpSetActive:
 			tail = append(tail, s) // reboots and explicit slot changes come after every write
 		case s.Op == plan.OpLock:
-			notes = append(notes, "the ROM's script relocks the bootloader; romforge never relocks (with anything but untouched vendor-signed images that bricks Xiaomi phones): lock it yourself if you are sure")
-		}
-	}
-	withSlot := func(part string) []string {
-		if !ab {
-			return []string{part}
-		}
-		if strings.HasSuffix(part, "_a") || strings.HasSuffix(part, "_b") {
-			return []string{part}
-		}
-		if v := getvar(ctx, d, "has-slot:"+part); v == "no" {
-			return []string{part}
-		}
-		var out []string
-		for _, sl := range slots {
-			out = append(out, part+"_"+sl)
-		}
-		return out
-	}
-	fits := func(part string, size int64, logical bool) {
-		if logical {
-			return // checked against super below
-		}
-		psz, ok := parseSize(getvar(ctx, d, "partition-size:"+part))
-		if !ok {
-			if cp, found := p.Device.Partition(baseName(part)); found && cp.Size > 0 {
-				psz, ok = cp.Size, true
-				notes = append(notes, fmt.Sprintf("%s: size from the catalog (%d), the device did not report it", part, cp.Size))
-			}
-		}
-		f.PartitionSize[part] = psz
-		switch {
-		case !ok:
-			refuse("the device does not report the size of %s and the catalog does not know it; cannot prove the image fits", part)
-		case size > psz:
-			refuse("%s is %d bytes but partition %s holds %d bytes", imageName(fileFor(p, part)), size, part, psz)
+			c.notes = append(c.notes, "the ROM's script relocks the bootloader; romforge never relocks (with anything but untouched vendor-signed images that bricks Xiaomi phones): lock it yourself if you are sure")
 		}
 	}
 	for _, s := range physical {
-		for _, part := range withSlot(s.Partition) {
-			c := Command{Op: s.Op, Partition: part}
+		for _, part := range c.withSlot(s.Partition) {
+			cmd := Command{Op: s.Op, Partition: part}
 			if s.Op == plan.OpFlash {
-				c.Image, c.Size = s.Image, infos[s.Image].size
-				fits(part, c.Size, false)
-				if part == "super" && f.PartitionSize[part] > 0 {
-					if err := checkSuperImage(s.Image, f.PartitionSize[part]); err != nil {
-						refuse("%s cannot go to super: %v", imageName(s.Image), err)
+				cmd.Image, cmd.Size = s.Image, c.infos[s.Image].size
+				c.fits(part, cmd.Size)
+				if part == "super" && c.f.PartitionSize[part] > 0 {
+					if err := checkSuperImage(s.Image, c.f.PartitionSize[part]); err != nil {
+						c.refuse("%s cannot go to super: %v", imageName(s.Image), err)
 					}
 				}
 			}
-			cmds = append(cmds, c)
+			cmds = append(cmds, cmd)
 		}
 	}
 	if len(logical) > 0 {
 		var total int64
 		for _, s := range logical {
-			total += infos[s.Image].size
+			total += c.infos[s.Image].size
 		}
-		if sup := p.Device.Super; sup != nil {
+		if sup := c.p.Device.Super; sup != nil {
 			limit := sup.Size
 			for _, g := range sup.Groups {
 				if limit == 0 || g.MaxSize < limit {
@@ -367,7 +427,7 @@ func Preflight(ctx context.Context, d Device, p *plan.Plan, opt PreflightOptions
 				}
 			}
 			if limit > 0 && total > limit {
-				refuse("logical partitions need %d bytes but super's group holds %d", total, limit)
+				c.refuse("logical partitions need %d bytes but super's group holds %d", total, limit)
 			}
 		}
 		// Always planned, also when the phone is in fastbootd already (Run then skips it): the commands
@@ -375,17 +435,17 @@ func Preflight(ctx context.Context, d Device, p *plan.Plan, opt PreflightOptions
 		// a resume computes after it.
 		cmds = append(cmds, Command{Op: plan.OpRebootFastboot})
 		for _, s := range logical {
-			for _, part := range withSlot(s.Partition) {
-				cmds = append(cmds, Command{Op: "resize-logical-partition", Partition: part, Size: infos[s.Image].size, Logical: true})
-				cmds = append(cmds, Command{Op: plan.OpFlash, Partition: part, Image: s.Image, Size: infos[s.Image].size, Logical: true})
+			for _, part := range c.withSlot(s.Partition) {
+				cmds = append(cmds, Command{Op: "resize-logical-partition", Partition: part, Size: c.infos[s.Image].size, Logical: true})
+				cmds = append(cmds, Command{Op: plan.OpFlash, Partition: part, Image: s.Image, Size: c.infos[s.Image].size, Logical: true})
 			}
 		}
 	}
-	if p.Wipe {
+	if c.p.Wipe {
 		erased := map[string]bool{} // a ROM script that wipes already needs no second erase
-		for _, c := range cmds {
-			if c.Op == plan.OpErase {
-				erased[c.Partition] = true
+		for _, cmd := range cmds {
+			if cmd.Op == plan.OpErase {
+				erased[cmd.Partition] = true
 			}
 		}
 		if !erased["userdata"] {
@@ -393,26 +453,23 @@ func Preflight(ctx context.Context, d Device, p *plan.Plan, opt PreflightOptions
 		}
 		// Only phones with dynamic partitions or FBE v2 have metadata; erasing a partition the phone
 		// lacks fails the run after everything else was written.
-		if !erased["metadata"] && (p.Device.Dynamic || getvar(ctx, d, "partition-size:metadata") != "") {
+		if !erased["metadata"] && (c.p.Device.Dynamic || getvar(c.ctx, c.d, "partition-size:metadata") != "") {
 			cmds = append(cmds, Command{Op: plan.OpErase, Partition: "metadata"})
 		}
 	}
-	if ab && len(slots) > 0 {
-		cmds = append(cmds, Command{Op: plan.OpSetActive, Slot: slots[0]})
+	if c.ab && len(c.slots) > 0 {
+		cmds = append(cmds, Command{Op: plan.OpSetActive, Slot: c.slots[0]})
 	}
 	for _, s := range tail {
 		if s.Op == plan.OpSetActive {
 			continue // the slot written is activated above, after every write
 		}
-		if s.Op == plan.OpReboot && p.SkipReboot {
+		if s.Op == plan.OpReboot && c.p.SkipReboot {
 			continue
 		}
 		cmds = append(cmds, Command{Op: s.Op})
 	}
-	if len(reasons) > 0 {
-		return nil, &plan.RefusedError{Reasons: reasons}
-	}
-	return &Checked{Facts: f, Commands: cmds, Notes: notes}, nil
+	return cmds
 }
 
 func fileFor(p *plan.Plan, part string) string {
