@@ -171,15 +171,15 @@ func runFlash(c *cli.Context) error {
 			return failure.Kinded(failure.ErrIO, errors.New("flash: no fastboot device found: connect one, or give --serial tcp:HOST:PORT / udp:HOST:PORT"))
 		}
 	}
-	return flashOne(c, e, p, popt, serial, e.stdout, true)
+	return flashOne(c, e, p, popt, serial)
 }
 
 // flashOne runs pre-flight, confirmation and the flash on one device.
-func flashOne(c *cli.Context, e *env, p *plan.Plan, popt flash.PreflightOptions, serial string, log io.Writer, interactive bool) error {
-	ctx := e.ctx
+func flashOne(c *cli.Context, e *env, p *plan.Plan, popt flash.PreflightOptions, serial string) error {
+	ctx, log := e.ctx, e.stdout
 	dev, closer, err := dialDevice(ctx, serial)
 	if err != nil {
-		if c.Bool("dry-run") && e.json && interactive {
+		if c.Bool("dry-run") && e.json {
 			return e.printJSON(map[string]any{"serial": serial, "dry_run": true, "reachable": false, "error": err.Error(), "steps": p.Steps})
 		}
 		if c.Bool("dry-run") {
@@ -197,7 +197,7 @@ func flashOne(c *cli.Context, e *env, p *plan.Plan, popt flash.PreflightOptions,
 		return err
 	}
 	result := map[string]any{"serial": serial, "facts": chk.Facts, "commands": chk.Commands, "notes": chk.Notes, "dry_run": c.Bool("dry-run")}
-	if e.json && interactive {
+	if e.json {
 		// The plan is an event; the one stdout document comes at the end (docs/json.md).
 		emitJSONLine(e.stderr, map[string]any{"event": "plan", "serial": serial, "facts": chk.Facts, "commands": chk.Commands, "notes": chk.Notes})
 	} else {
@@ -211,7 +211,7 @@ func flashOne(c *cli.Context, e *env, p *plan.Plan, popt flash.PreflightOptions,
 		}
 	}
 	if c.Bool("dry-run") {
-		if e.json && interactive {
+		if e.json {
 			return e.printJSON(result)
 		}
 		if !e.json {
@@ -219,7 +219,7 @@ func flashOne(c *cli.Context, e *env, p *plan.Plan, popt flash.PreflightOptions,
 		}
 		return nil
 	}
-	if interactive && !c.Bool("yes") {
+	if !c.Bool("yes") {
 		if !isTerminal(os.Stdin) || e.json {
 			return failure.Kinded(failure.ErrRefused, errors.New("flash: not confirmed: pass --yes for unattended runs (nothing was written)"))
 		}
@@ -254,16 +254,11 @@ func flashOne(c *cli.Context, e *env, p *plan.Plan, popt flash.PreflightOptions,
 	if e.json {
 		opt.Progress = nil
 		opt.Events = func(ev flash.Event) { emitJSONLine(e.stderr, stepEvent(ev)) }
-	} else if !interactive {
-		opt.Progress = nil
-		opt.Events = func(ev flash.Event) {
-			fmt.Fprintf(log, "%s %s %d/%d %s %s\n", ev.Time.Format(time.RFC3339), ev.Kind, ev.Index+1, ev.Total, ev.Command, ev.Error)
-		}
 	}
 	if err := flash.Run(ctx, dev, p, chk, opt); err != nil {
 		return err
 	}
-	if e.json && interactive {
+	if e.json {
 		result["flashed"] = true
 		return e.printJSON(result)
 	} else {
