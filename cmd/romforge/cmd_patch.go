@@ -353,6 +353,15 @@ func openAuditTarget(p, partition string) (map[string]tree.Tree, func(), error) 
 		}
 		f.Close()
 	}
+	if st, err := os.Stat(filepath.Join(p, "flash_all.sh")); err == nil && st.Mode().IsRegular() {
+		// A Xiaomi fastboot ROM folder: audit the partitions inside its images (super, boot), not the
+		// folder's files as bytes.
+		tg, err := openContainerTarget(p)
+		if err != nil {
+			return nil, nil, err
+		}
+		return tg.trees, tg.close, nil
+	}
 	tg, err := openPatchTarget(p, partition)
 	if err != nil {
 		return nil, nil, err

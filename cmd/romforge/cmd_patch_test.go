@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"io/fs"
@@ -10,10 +11,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/romforge/romforge/fs/erofs"
 	"github.com/romforge/romforge/fs/tree"
 	"github.com/romforge/romforge/image"
 	"github.com/romforge/romforge/image/bootimg"
 	"github.com/romforge/romforge/image/cpio"
+	"github.com/romforge/romforge/image/lp"
+	"github.com/romforge/romforge/image/sparse"
 	"github.com/romforge/romforge/internal/validators"
 	"github.com/romforge/romforge/patches/cloudgen"
 	"github.com/romforge/romforge/patches/miuitest"
@@ -229,4 +233,49 @@ func TestPatchExitsOneWhenSomethingIsLeft(t *testing.T) {
 	if code != exitFindings || len(doc.Hardening.Left) != 1 || doc.Hardening.Left[0].Match != "up.qfx.xiaomi.net" || doc.Hardening.Left[0].Path != "relay.conf" {
 		t.Fatalf("exit %d, left %+v\n%s", code, doc.Hardening.Left, out)
 	}
+}
+
+// TestAuditFastbootROMWithSuper: `audit` of a Xiaomi fastboot ROM looks inside its super.img (logical
+// partitions) and its boot image's ramdisk, not only at plain filesystem images.
+func TestAuditFastbootROMWithSuper(t *testing.T) {
+	ctx := context.Background()
+	rom := cloudgen.Generate(31)
+	root := filepath.Join(t.TempDir(), "alioth_images_OS1.0.5.0.UKHCNXM_20240101.0000.00_14.0_cn")
+	imgs := filepath.Join(root, "images")
+	os.MkdirAll(imgs, 0o755)
+	spec := lp.BuildSpec{DeviceSize: 64 << 20, MetadataMaxSize: 65536, MetadataSlots: 2, Groups: []lp.GroupSpec{{Name: "main", MaximumSize: 60 << 20}}}
+	var sysImg bytes.Buffer
+	if _, err := erofs.Write(ctx, writerAt{&sysImg}, rom.Parts["system"], erofs.WriteOptions{Timestamp: cloudgen.Epoch}); err != nil {
+		t.Fatal(err)
+	}
+	spec.Partitions = []lp.PartitionSpec{{Name: "system", Group: "main", Attributes: lp.AttrReadonly, Image: image.New(bytes.NewReader(sysImg.Bytes()), int64(sysImg.Len()))}}
+	img, _, err := lp.Compose(spec.WithSlotSuffixes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := os.Create(filepath.Join(imgs, "super.img"))
+	if err := sparse.Write(ctx, f, img, sparse.WriteOptions{HolesDontCare: true}); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	os.WriteFile(filepath.Join(root, "flash_all.sh"), []byte("fastboot $* getvar product 2>&1 | grep \"^product: *alioth\"\nfastboot $* flash super `dirname $0`/images/super.img || exit 1\n"), 0o755)
+	code, out, errs := runCLI(t, "audit", root)
+	var planted string
+	for _, p := range rom.Planted {
+		if strings.HasPrefix(p.Path, "system/") && p.Kind == "apk" {
+			planted = strings.TrimPrefix(p.Path, "system/")
+		}
+	}
+	if code != exitFindings || planted == "" || !strings.Contains(out, "system/"+planted) {
+		t.Fatalf("exit %d, want a finding in system/%s\n%s\n%s", code, planted, out, errs)
+	}
+}
+
+type writerAt struct{ b *bytes.Buffer }
+
+func (w writerAt) WriteAt(p []byte, off int64) (int, error) {
+	if end := int(off) + len(p); end > w.b.Len() {
+		w.b.Write(make([]byte, end-w.b.Len()))
+	}
+	return copy(w.b.Bytes()[off:], p), nil
 }

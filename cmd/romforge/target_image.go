@@ -10,9 +10,11 @@ import (
 
 	"github.com/romforge/romforge/fs/fsimage"
 	"github.com/romforge/romforge/fs/tree"
+	"github.com/romforge/romforge/image/bootimg"
 	"github.com/romforge/romforge/image/lp"
 	"github.com/romforge/romforge/image/sparse"
 	"github.com/romforge/romforge/internal/safeio"
+	"github.com/romforge/romforge/patches"
 	"github.com/romforge/romforge/pipeline"
 )
 
@@ -114,7 +116,14 @@ func openContainerTarget(path string) (*patchTarget, error) {
 		}
 		fsi, err := fsimage.Open(file)
 		if err != nil {
-			os.Remove(file) // not a filesystem (boot, vbmeta): nothing to audit inside
+			// Not a filesystem: a boot image's ramdisks and a super's logical partitions are audited
+			// too; anything else (vbmeta, dtbo) holds nothing to audit.
+			if n, err := addInnerTrees(t, p, file); err != nil {
+				t.close()
+				return nil, fmt.Errorf("%s: %w", p, err)
+			} else if n == 0 {
+				os.Remove(file)
+			}
 			continue
 		}
 		t.closers = append([]func() error{fsi.Close}, t.closers...)
@@ -125,4 +134,54 @@ func openContainerTarget(path string) (*patchTarget, error) {
 		return nil, fmt.Errorf("%s: no ext4 or EROFS partition inside", path)
 	}
 	return t, nil
+}
+
+// addInnerTrees adds the ramdisks of a boot, init_boot or vendor_boot image, or the slot-0 logical
+// partitions of a super image, to t; it returns how many trees it added.
+func addInnerTrees(t *patchTarget, part, file string) (int, error) {
+	f, c, err := sparse.Open(file) // raw or sparse
+	if err != nil {
+		return 0, nil // neither: nothing to audit inside
+	}
+	head := make([]byte, 8)
+	f.ReadAt(head, 0)
+	name := strings.TrimSuffix(strings.TrimSuffix(part, "_a"), "_b")
+	if bootimg.IsBootImage(head) {
+		defer c.Close()
+		rds, _, err := patches.ReadBootRamdisks(f, f.Size(), name)
+		if err != nil {
+			return 0, nil // a boot image romforge cannot read holds nothing it can audit
+		}
+		for _, rd := range rds {
+			t.trees[rd.Name] = rd.Tree
+		}
+		return len(rds), nil
+	}
+	s, err := lp.NewReader(f, f.Size())
+	if err != nil {
+		c.Close()
+		return 0, nil
+	}
+	md, err := s.Metadata(0)
+	if err != nil {
+		c.Close()
+		return 0, err
+	}
+	n := 0
+	for _, p := range md.Partitions {
+		pi, err := s.Partition(0, p.Name)
+		if err != nil || pi.Size() == 0 {
+			continue
+		}
+		if fsi, err := fsimage.OpenImage(pi); err == nil {
+			t.trees[strings.TrimSuffix(strings.TrimSuffix(p.Name, "_a"), "_b")] = fsi
+			n++
+		}
+	}
+	if n == 0 {
+		c.Close()
+		return 0, nil
+	}
+	t.closers = append(t.closers, c.Close)
+	return n, nil
 }
