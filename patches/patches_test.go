@@ -53,6 +53,16 @@ func TestBuiltinSetsLoadAndCarryReasons(t *testing.T) {
 				}
 			}
 		}
+		// Family rules reach components no list names: each says why and where the fact comes from.
+		f := s.Families
+		for _, r := range append(append(append(append([]patches.Rule{}, f.Packages...), f.Keep...), f.Props...), f.Protect...) {
+			if r.Reason == "" || r.Source == "" {
+				t.Errorf("%s: family rule %q needs a reason and a source", n, r.Value)
+			}
+		}
+	}
+	if s := load(t, "xiaomi-hardened")[0]; len(s.Families.Packages) == 0 || len(s.Families.Props) == 0 || len(s.Families.Keep) == 0 || len(s.Families.Protect) == 0 {
+		t.Fatalf("xiaomi-hardened lost its family rules: %+v", s.Families)
 	}
 }
 
@@ -63,6 +73,8 @@ func TestBadSets(t *testing.T) {
 		"bad-yaml.yaml":      {"name: x\nsteps: [\n", "bad-yaml.yaml"},
 		"unknown-field.yaml": {"name: x\ncolour: red\n", "line 2: field colour not found"},
 		"bad-host.yaml":      {"name: x\nsteps:\n  - kind: hosts\n    items: [{value: 'not a host!', reason: r}]\n", "not a hostname"},
+		"no-reason.yaml":     {"name: x\nfamilies:\n  props: [{value: 'persist.sys.x.*'}]\n", `families.props: "persist.sys.x.*" needs a reason`},
+		"bad-accept.yaml":    {"name: x\naccept: [{value: 'a[', reason: r}]\n", `accept: bad glob "a["`},
 	}
 	for file, tc := range cases {
 		p := filepath.Join(dir, file)
