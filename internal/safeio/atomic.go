@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -22,7 +23,8 @@ import (
 // Temporary paths are tracked while they exist so that an interrupted process can remove them all
 // (RemoveTemps) even when the goroutine writing one does not get to run its own cleanup.
 
-// TempMarker is part of every temporary name this package makes: ".NAME.tmp-RANDOM".
+// TempMarker is part of every temporary name this package makes: ".NAME.tmp-PID-RANDOM". The pid lets a
+// later run recognise the leftovers of a process that was killed (SIGKILL, power loss) and remove them.
 const TempMarker = ".tmp-"
 
 var temps = struct {
@@ -67,7 +69,32 @@ func RemoveTemps() {
 func tempName(final string) string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
-	return filepath.Join(filepath.Dir(final), "."+filepath.Base(final)+TempMarker+hex.EncodeToString(b[:]))
+	return filepath.Join(filepath.Dir(final), "."+filepath.Base(final)+TempMarker+strconv.Itoa(os.Getpid())+"-"+hex.EncodeToString(b[:]))
+}
+
+// sweepStale removes temporaries beside final left by processes that no longer run (a killed run's
+// partial multi-GB image would otherwise stay forever). Only names of this package's form with a pid
+// known to be dead are removed; where liveness cannot be told (pidAlive's "don't know") nothing is.
+func sweepStale(final string) {
+	dir, prefix := filepath.Dir(final), "."+filepath.Base(final)+TempMarker
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		rest, ok := strings.CutPrefix(e.Name(), prefix)
+		if !ok {
+			continue
+		}
+		pidStr, _, ok := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(pidStr)
+		if !ok || err != nil || pid <= 0 || pid == os.Getpid() {
+			continue
+		}
+		if alive, known := pidAlive(pid); known && !alive {
+			os.RemoveAll(filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 // IsTempName reports whether name (a base name) is one of this package's temporary names.
@@ -90,6 +117,7 @@ func Create(path string) (*File, error) { return CreateMode(path, 0o666) }
 
 // CreateMode starts an output file whose mode is perm less the umask (0777 for scripts).
 func CreateMode(path string, perm fs.FileMode) (*File, error) {
+	sweepStale(path)
 	for range 4 {
 		tmp := tempName(path)
 		f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
@@ -167,6 +195,7 @@ func CreateDir(final string) (*Dir, error) {
 	if err := os.MkdirAll(filepath.Dir(final), 0o777); err != nil {
 		return nil, err
 	}
+	sweepStale(final)
 	for range 4 {
 		tmp := tempName(final)
 		err := os.Mkdir(tmp, 0o777)

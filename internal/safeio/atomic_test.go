@@ -1,8 +1,10 @@
 package safeio
 
 import (
+	"fmt"
 	"math/rand"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -186,5 +188,50 @@ func TestDirCommitRefusesFileInTheWay(t *testing.T) {
 	}
 	if n := names(t, root); !slices.Equal(n, []string{"out"}) {
 		t.Fatalf("failed Commit left %q", n)
+	}
+}
+
+// A killed run's temporaries (pid no longer running) are removed by the next run writing the same output;
+// those of running processes are kept.
+func TestStaleTempsSwept(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("liveness of a pid is not checked on Windows: leftovers are kept")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	dead := cmd.Process.Pid // reaped: no such process (unless the pid was reused at once)
+	dir := t.TempDir()
+	final := filepath.Join(dir, "system.img")
+	staleFile := filepath.Join(dir, fmt.Sprintf(".system.img.tmp-%d-abc", dead))
+	liveFile := filepath.Join(dir, fmt.Sprintf(".system.img.tmp-%d-def", os.Getppid()))
+	other := filepath.Join(dir, fmt.Sprintf(".vendor.img.tmp-%d-abc", dead))
+	for _, p := range []string{staleFile, liveFile, other} {
+		os.WriteFile(p, []byte("partial"), 0o644)
+	}
+	f, err := Create(final)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Abort()
+	if _, err := os.Stat(staleFile); !os.IsNotExist(err) {
+		t.Error("a dead process's temporary survived")
+	}
+	for _, p := range []string{liveFile, other} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("%s removed: %v", filepath.Base(p), err)
+		}
+	}
+
+	staleDir := filepath.Join(dir, fmt.Sprintf(".out.tmp-%d-0123", dead))
+	os.MkdirAll(filepath.Join(staleDir, "images"), 0o755)
+	d, err := CreateDir(filepath.Join(dir, "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Abort()
+	if _, err := os.Stat(staleDir); !os.IsNotExist(err) {
+		t.Error("a dead process's temporary folder survived")
 	}
 }
