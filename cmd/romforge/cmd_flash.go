@@ -35,6 +35,8 @@ type planOptions struct {
 	Wipe bool
 	// Script is --script: "" (keep user data), all, except-storage or all-lock.
 	Script string
+	// Cache is the cache folder (--cache-dir), where archives are unpacked.
+	Cache string
 }
 
 // planLoaders turn a TARGET into a plan; the first that accepts it wins (bundles here, Xiaomi ROMs in
@@ -115,7 +117,7 @@ func buildPlan(c *cli.Context) (*plan.Plan, error) {
 			return nil, usagef("flash: one TARGET at a time")
 		}
 		for _, load := range planLoaders {
-			pl, ok, err := load(args[0], d, planOptions{Wipe: c.Bool("wipe"), Script: c.String("script")})
+			pl, ok, err := load(args[0], d, planOptions{Wipe: c.Bool("wipe"), Script: c.String("script"), Cache: envOf(c).cache})
 			if err != nil {
 				return nil, err
 			}

@@ -160,7 +160,10 @@ func TestFlashXiaomiROM(t *testing.T) {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 	}
 	// The images as the flash extracted them (the tgz is read, never executed).
-	dir := filepath.Join(cache, "romforge", "xiaomi", strings.TrimSuffix(filepath.Base(roms[0]), ".tgz"))
+	dir, err := unpackFolder(filepath.Join(cache, "romforge"), roms[0])
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, p := range []string{"boot", "system", "recovery"} {
 		img, c, err := sparse.Open(filepath.Join(dir, "images", p+".img"))
 		if err != nil {

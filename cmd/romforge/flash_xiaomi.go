@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -65,7 +67,14 @@ func loadXiaomiPlan(target string, d *devices.Device, o planOptions) (*plan.Plan
 	}
 	root := filepath.Join(target, r.Root)
 	if !in.IsDir {
-		dir := filepath.Join(defaultCacheDir(), "xiaomi", strings.TrimSuffix(filepath.Base(target), filepath.Ext(target)))
+		cache := o.Cache
+		if cache == "" {
+			cache = defaultCacheDir()
+		}
+		dir, err := unpackFolder(cache, target)
+		if err != nil {
+			return nil, true, err
+		}
 		if _, err := os.Stat(filepath.Join(dir, ".complete")); err != nil {
 			os.RemoveAll(dir)
 			f, err := os.Open(target)
@@ -123,4 +132,18 @@ func wipedBy(d *devices.Device) []string {
 		parts = append(parts, "metadata")
 	}
 	return parts
+}
+
+// unpackFolder names the cache folder an archive is unpacked into. It carries the archive's size and
+// modification time, so another ROM saved under the same file name never reuses an old unpacking (its
+// images would be flashed without any hash to catch it).
+func unpackFolder(cache, archive string) (string, error) {
+	st, err := os.Stat(archive)
+	if err != nil {
+		return "", err
+	}
+	abs, _ := filepath.Abs(archive)
+	id := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%d\x00%d", abs, st.Size(), st.ModTime().UnixNano())))
+	base := strings.TrimSuffix(filepath.Base(archive), filepath.Ext(archive))
+	return filepath.Join(cache, "xiaomi", base+"-"+hex.EncodeToString(id[:6])), nil
 }
