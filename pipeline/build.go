@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -82,10 +83,66 @@ type part struct {
 	logical bool
 }
 
-// Run performs the build.
+// Run performs the build: each numbered stage is a method of one job, timed into Result.Timings.
 func Run(ctx context.Context, opt Options) (res *Result, err error) {
+	if opt, err = normalize(opt); err != nil {
+		return nil, err
+	}
+	if ents, err := os.ReadDir(opt.Out); err == nil && len(ents) > 0 && !opt.Force {
+		return nil, failure.Kinded(failure.ErrUsage, fmt.Errorf("build: %s exists and is not empty; choose a new -o or add --force to replace it", opt.Out))
+	}
+	// Everything goes to a temporary folder beside Out, renamed only when the build succeeded (a failed or
+	// interrupted build leaves nothing there, and the same command can run again).
+	outDir, err := safeio.CreateDir(opt.Out)
+	if err != nil {
+		return nil, err
+	}
+	defer outDir.Abort() // does nothing once committed
+	j := &job{ctx: ctx, opt: opt, logf: opt.Logf, rep: progress.OrDiscard(opt.Progress), tmp: outDir.Path(),
+		res: &Result{Timings: map[string]float64{}}, modified: map[string]bool{}}
+	j.work = filepath.Join(j.tmp, ".work")
+	if err := os.MkdirAll(filepath.Join(j.tmp, "images"), 0o755); err != nil {
+		return nil, err
+	}
+	os.MkdirAll(j.work, 0o755)
+	defer j.close()
+	type stage struct {
+		name string
+		run  func() error
+	}
+	stages := []stage{{"unpack", j.open}, {"unpack", j.unpack}, {"audit", j.auditBefore}, {"patch", j.harden},
+		{"repack", j.repack}, {"avb", j.verifiedBoot}, {"audit", j.auditAfter}, {"bundle", j.records}}
+	if opt.Device.Dynamic && opt.Super == "auto" {
+		stages = append(stages, stage{"super", j.super})
+	}
+	stages = append(stages, stage{"bundle", j.writeBundle})
+	for _, st := range stages {
+		t0 := time.Now()
+		if err := st.run(); err != nil {
+			return nil, err
+		}
+		j.res.Timings[st.name] += time.Since(t0).Seconds()
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err // interrupted at the last moment: still no bundle
+	}
+	t0 := time.Now()
+	commit := outDir.Commit
+	if opt.Force {
+		commit = func(...string) error { return outDir.Replace() }
+	}
+	if err := commit(); err != nil {
+		return nil, err
+	}
+	j.res.Timings["bundle"] += time.Since(t0).Seconds()
+	j.res.Manifest = j.m
+	return j.res, nil
+}
+
+// normalize fills defaults and refuses contradictory options before anything is read.
+func normalize(opt Options) (Options, error) {
 	if opt.Device == nil {
-		return nil, failure.Kinded(failure.ErrUsage, errors.New("build: a device is required"))
+		return opt, failure.Kinded(failure.ErrUsage, errors.New("build: a device is required"))
 	}
 	if opt.Epoch.IsZero() {
 		opt.Epoch = Epoch()
@@ -100,337 +157,356 @@ func Run(ctx context.Context, opt Options) (res *Result, err error) {
 	case "disable", "keep":
 	case "resign":
 		if opt.Key == "" {
-			return nil, failure.Kinded(failure.ErrUsage, errors.New("build: --verity resign needs --key KEY.pem"))
+			return opt, failure.Kinded(failure.ErrUsage, errors.New("build: --verity resign needs --key KEY.pem"))
 		}
 	default:
-		return nil, failure.Kinded(failure.ErrUsage, fmt.Errorf("build: --verity %q must be disable, resign or keep", opt.Verity))
+		return opt, failure.Kinded(failure.ErrUsage, fmt.Errorf("build: --verity %q must be disable, resign or keep", opt.Verity))
 	}
+	var err error
 	if opt.Super, err = superMode(opt.Super); err != nil {
-		return nil, err
+		return opt, err
 	}
-	logf := opt.Logf
-	if logf == nil {
-		logf = func(string, ...any) {}
+	if opt.Logf == nil {
+		opt.Logf = func(string, ...any) {}
 	}
-	rep := progress.OrDiscard(opt.Progress)
-	if ents, err := os.ReadDir(opt.Out); err == nil && len(ents) > 0 && !opt.Force {
-		return nil, failure.Kinded(failure.ErrUsage, fmt.Errorf("build: %s exists and is not empty; choose a new -o or add --force to replace it", opt.Out))
-	}
-	// Everything goes to a temporary folder beside Out, renamed only when the build succeeded (a failed or
-	// interrupted build leaves nothing there, and the same command can run again).
-	outDir, err := safeio.CreateDir(opt.Out)
-	if err != nil {
-		return nil, err
-	}
-	defer outDir.Abort() // does nothing once committed
-	tmp := outDir.Path()
-	if err := os.MkdirAll(filepath.Join(tmp, "images"), 0o755); err != nil {
-		return nil, err
-	}
-	work := filepath.Join(tmp, ".work")
-	os.MkdirAll(work, 0o755)
-	res = &Result{Timings: map[string]float64{}}
-	stage := func(name string, start time.Time) { res.Timings[name] += time.Since(start).Seconds() }
+	return opt, nil
+}
 
-	// 1. Open and check the input.
-	t0 := time.Now()
-	in, err := Open(opt.Input, opt.Device)
+// job is one build's state as it passes through the stages.
+type job struct {
+	ctx  context.Context
+	opt  Options
+	logf func(string, ...any)
+	rep  progress.Reporter
+	res  *Result
+	// tmp is the bundle being written; work holds extracted images until they are moved or rebuilt.
+	tmp, work string
+
+	in       Input
+	stopSum  context.CancelFunc
+	srcSumC  chan sumResult
+	parts    []*part
+	ramdisks map[string][]*patches.BootRamdisk
+	trees    map[string]tree.Tree
+	rules    *audit.Rules
+	target   *patches.Target
+	m        *bundle.Manifest
+	modified map[string]bool
+	closers  []io.Closer
+}
+
+type sumResult struct {
+	sum string
+	err error
+}
+
+func (j *job) close() {
+	if j.stopSum != nil {
+		j.stopSum()
+	}
+	for _, c := range j.closers {
+		c.Close()
+	}
+	for _, p := range j.parts {
+		if p.fs != nil {
+			p.fs.Close()
+		}
+	}
+	if j.in != nil {
+		j.in.Close()
+	}
+}
+
+// open is stage 1: open and check the input, and start hashing it beside the unpacking.
+func (j *job) open() error {
+	in, err := Open(j.opt.Input, j.opt.Device)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	defer in.Close()
-	if err := checkDevice(opt.Device, in); err != nil {
-		return nil, err
+	j.in = in
+	if err := checkDevice(j.opt.Device, in); err != nil {
+		return err
 	}
-	// The input's hash (for the manifest) is computed beside the unpacking rather than before it.
-	type sumResult struct {
-		sum string
-		err error
-	}
-	srcSumC := make(chan sumResult, 1)
+	j.srcSumC = make(chan sumResult, 1)
 	// Its own context ends with the build, so a failed build stops reading a multi-GB input at once.
-	sumCtx, stopSum := context.WithCancel(ctx)
-	defer stopSum()
+	sumCtx, stop := context.WithCancel(j.ctx)
+	j.stopSum = stop
 	go func() {
-		if st, err := os.Stat(opt.Input); err == nil && st.IsDir() {
-			srcSumC <- sumResult{} // a folder of images has no one hash
+		if st, err := os.Stat(j.opt.Input); err == nil && st.IsDir() {
+			j.srcSumC <- sumResult{} // a folder of images has no one hash
 			return
 		}
-		s, err := image.FileSHA256(sumCtx, opt.Input)
-		srcSumC <- sumResult{s, err}
+		s, err := image.FileSHA256(sumCtx, j.opt.Input)
+		j.srcSumC <- sumResult{s, err}
 	}()
-	logf("input: %s (%s), partitions: %s", filepath.Base(opt.Input), in.Kind(), strings.Join(in.Partitions(), ", "))
+	j.logf("input: %s (%s), partitions: %s", filepath.Base(j.opt.Input), in.Kind(), strings.Join(in.Partitions(), ", "))
+	return nil
+}
 
-	// 2. Unpack.
-	var parts []*part
-	addPart := func(p *part) error {
-		if img, err := fsimage.Open(p.work); err == nil {
-			p.fs = img
-		} else if !errors.Is(err, fsimage.ErrNotFilesystem) {
-			return fmt.Errorf("build: %s: %w", p.name, err)
-		}
-		parts = append(parts, p)
-		return nil
+func (j *job) addPart(p *part) error {
+	if img, err := fsimage.Open(p.work); err == nil {
+		p.fs = img
+	} else if !errors.Is(err, fsimage.ErrNotFilesystem) {
+		return fmt.Errorf("build: %s: %w", p.name, err)
 	}
-	defer func() {
-		for _, p := range parts {
-			if p.fs != nil {
-				p.fs.Close()
-			}
+	j.parts = append(j.parts, p)
+	return nil
+}
+
+// unpack is stage 2: every partition extracted into the work folder; a whole super is split into its
+// logical partitions.
+func (j *job) unpack() error {
+	for _, name := range j.in.Partitions() {
+		p := &part{name: name, work: filepath.Join(j.work, name+".img")}
+		if err := j.in.Extract(j.ctx, name, p.work); err != nil {
+			return fmt.Errorf("build: unpacking %s: %w", name, err)
 		}
-	}()
-	for _, name := range in.Partitions() {
-		p := &part{name: name, work: filepath.Join(work, name+".img")}
-		if err := in.Extract(ctx, name, p.work); err != nil {
-			return nil, fmt.Errorf("build: unpacking %s: %w", name, err)
-		}
-		if name == "super" && opt.Device.Dynamic {
+		if name == "super" && j.opt.Device.Dynamic {
 			// A whole super (Xiaomi fastboot ROMs ship one): its logical partitions are patched and
 			// packed again like a payload's.
-			logical, err := unpackSuper(ctx, opt.Device, p.work, work)
+			logical, err := unpackSuper(j.ctx, j.opt.Device, p.work, j.work)
 			if err != nil {
-				return nil, fmt.Errorf("build: unpacking super: %w", err)
+				return fmt.Errorf("build: unpacking super: %w", err)
 			}
 			os.Remove(p.work)
 			for _, lp := range logical {
-				if err := addPart(lp); err != nil {
-					return nil, err
+				if err := j.addPart(lp); err != nil {
+					return err
 				}
 			}
-			logf("super: %d logical partitions", len(logical))
+			j.logf("super: %d logical partitions", len(logical))
 			continue
 		}
-		if cp, ok := opt.Device.Partition(strings.TrimSuffix(strings.TrimSuffix(name, "_a"), "_b")); ok {
+		if cp, ok := j.opt.Device.Partition(strings.TrimSuffix(strings.TrimSuffix(name, "_a"), "_b")); ok {
 			p.logical = cp.Logical
 		}
-		if err := addPart(p); err != nil {
-			return nil, err
+		if err := j.addPart(p); err != nil {
+			return err
 		}
 	}
-	stage("unpack", t0)
+	return nil
+}
 
-	// 3. Audit before, patch, audit after (through overlays: no extraction).
-	t0 = time.Now()
-	trees := map[string]tree.Tree{}
-	for _, p := range parts {
+// auditBefore is stage 3a: the filesystems and the boot images' ramdisks, audited as the input has them
+// (through overlays: nothing is extracted).
+func (j *job) auditBefore() error {
+	j.trees = map[string]tree.Tree{}
+	for _, p := range j.parts {
 		if p.fs != nil {
-			trees[p.name] = p.fs
+			j.trees[p.name] = p.fs
 		}
 	}
 	// Boot images' ramdisks are audited and hardened like partitions (init scripts, props, daemons).
-	ramdisks, err := openRamdisks(parts, logf)
-	if err != nil {
-		return nil, err
+	var err error
+	if j.ramdisks, err = openRamdisks(j.parts, j.logf); err != nil {
+		return err
 	}
-	for _, rds := range ramdisks {
+	for _, rds := range j.ramdisks {
 		for _, rd := range rds {
-			trees[rd.Name] = rd.Tree
+			j.trees[rd.Name] = rd.Tree
 		}
 	}
-	rules := audit.RulesFrom(opt.Sets...)
-	if len(trees) > 0 {
-		if res.Before, err = audit.Scan(ctx, trees, rules, audit.Options{Progress: rep}); err != nil {
-			return nil, err
+	j.rules = audit.RulesFrom(j.opt.Sets...)
+	if len(j.trees) > 0 {
+		if j.res.Before, err = audit.Scan(j.ctx, j.trees, j.rules, audit.Options{Progress: j.rep}); err != nil {
+			return err
 		}
 	}
-	stage("audit", t0)
-	t0 = time.Now()
-	target := patches.NewTarget(trees)
-	// The sets, then the audit-driven closure until nothing unaccepted is left (or rounds run out).
-	hr, err := harden.Run(ctx, target, opt.Sets, harden.Options{Before: res.Before, Progress: rep})
-	if err != nil {
-		return nil, fmt.Errorf("%w (no bundle was written)", err)
-	}
-	res.Report, res.Hardening = hr.Report, hr.Outcome
-	res.Report.Hardening = hr.Outcome
-	stage("patch", t0)
+	return nil
+}
 
-	// 4. Repack what changed (or what --fs converts); keep the rest byte for byte.
-	t0 = time.Now()
-	src := <-srcSumC
+// harden is stage 3b: the sets, then the audit-driven closure until nothing unaccepted is left (or
+// rounds run out).
+func (j *job) harden() error {
+	j.target = patches.NewTarget(j.trees)
+	hr, err := harden.Run(j.ctx, j.target, j.opt.Sets, harden.Options{Before: j.res.Before, Progress: j.rep})
+	if err != nil {
+		return fmt.Errorf("%w (no bundle was written)", err)
+	}
+	j.res.Report, j.res.Hardening = hr.Report, hr.Outcome
+	j.res.Report.Hardening = hr.Outcome
+	return nil
+}
+
+// repack is stage 4: rebuild what changed (or what --fs converts) and keep the rest byte for byte; boot
+// ramdisks whose files changed are written back.
+func (j *job) repack() error {
+	src := <-j.srcSumC
 	if src.err != nil {
-		return nil, fmt.Errorf("build: hashing the input: %w", src.err)
+		return fmt.Errorf("build: hashing the input: %w", src.err)
 	}
-	srcSum := src.sum
-	m := &bundle.Manifest{Format: 1, Device: opt.Device.Codename, Products: opt.Device.Products, Romforge: opt.Version,
-		Source:      bundle.Source{File: filepath.Base(opt.Input), URL: opt.SourceURL, SHA256: srcSum, Kind: in.Kind(), Metadata: in.Metadata()},
-		AntiVersion: in.AntiVersion(), AntiRollback: opt.Device.AntiRollback, Verity: opt.Verity, Patch: res.Report}
+	opt := j.opt
+	j.m = &bundle.Manifest{Format: 1, Device: opt.Device.Codename, Products: opt.Device.Products, Romforge: opt.Version,
+		Source:      bundle.Source{File: filepath.Base(opt.Input), URL: opt.SourceURL, SHA256: src.sum, Kind: j.in.Kind(), Metadata: j.in.Metadata()},
+		AntiVersion: j.in.AntiVersion(), AntiRollback: opt.Device.AntiRollback, Verity: opt.Verity, Patch: j.res.Report}
 	for _, s := range opt.Sets {
-		m.Sets = append(m.Sets, s.Name)
+		j.m.Sets = append(j.m.Sets, s.Name)
 	}
-	modified := map[string]bool{}
-	for _, p := range parts {
-		dst := filepath.Join(tmp, "images", p.name+".img")
+	for _, p := range j.parts {
+		dst := filepath.Join(j.tmp, "images", p.name+".img")
 		convert := p.fs != nil && opt.FS != "keep" && opt.FS != p.fs.Kind
-		if p.fs != nil && (len(target.Overlay(p.name).Changes()) > 0 || convert) {
-			if err := rebuild(ctx, opt, p, target.Overlay(p.name), dst, rep); err != nil {
-				return nil, err
+		if p.fs != nil && (len(j.target.Overlay(p.name).Changes()) > 0 || convert) {
+			if err := rebuild(j.ctx, opt, p, j.target.Overlay(p.name), dst, j.rep); err != nil {
+				return err
 			}
-			modified[p.name] = true
-			logf("rebuilt %s (%s)", p.name, kindOf(opt.FS, p.fs.Kind))
+			j.modified[p.name] = true
+			j.logf("rebuilt %s (%s)", p.name, kindOf(opt.FS, p.fs.Kind))
 		} else if err := os.Rename(p.work, dst); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	// Init services in the boot ramdisk (the ramdisk's own .rc files, not in any filesystem).
-	for _, p := range parts {
-		if p.fs != nil || len(ramdisks[p.name]) == 0 {
+	for _, p := range j.parts {
+		if p.fs != nil || len(j.ramdisks[p.name]) == 0 {
 			continue
 		}
-		ch, err := writeRamdisks(ctx, filepath.Join(tmp, "images", p.name+".img"), work, ramdisks[p.name], target)
+		ch, err := writeRamdisks(j.ctx, filepath.Join(j.tmp, "images", p.name+".img"), j.work, j.ramdisks[p.name], j.target)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if len(ch) > 0 {
-			modified[p.name] = true
-			logf("rewrote %d file(s) in the %s ramdisk", len(ch), p.name)
+			j.modified[p.name] = true
+			j.logf("rewrote %d file(s) in the %s ramdisk", len(ch), p.name)
 		}
 	}
-	stage("repack", t0)
+	return nil
+}
 
-	// 5. Verified boot.
-	t0 = time.Now()
-	if err := verity(ctx, opt, parts, modified, tmp, m); err != nil {
-		return nil, err
-	}
-	stage("avb", t0)
+// verifiedBoot is stage 5: vbmeta flags or re-signing, as --verity asks.
+func (j *job) verifiedBoot() error {
+	return verity(j.ctx, j.opt, j.parts, j.modified, j.tmp, j.m)
+}
 
-	// 6. Audit the result: the rebuilt filesystems are scanned again; the others are the input's images
-	// byte for byte, so their findings from before stand (scanning them again would find the same).
-	t0 = time.Now()
+// auditAfter is stage 6: the rebuilt filesystems and ramdisks are scanned again; the others are the
+// input's images byte for byte, so their findings from before stand (scanning them again would find the
+// same). What is left is judged on the built images, not on the overlays they were built from.
+func (j *job) auditAfter() error {
 	after := map[string]tree.Tree{}
 	var kept []string
-	for _, p := range parts {
+	for _, p := range j.parts {
 		if p.fs == nil {
 			continue
 		}
-		if !modified[p.name] {
+		if !j.modified[p.name] {
 			kept = append(kept, p.name)
 			continue
 		}
-		img, err := fsimage.Open(filepath.Join(tmp, "images", p.name+".img"))
+		img, err := fsimage.Open(filepath.Join(j.tmp, "images", p.name+".img"))
 		if err != nil {
-			return nil, fmt.Errorf("build: reopening %s: %w", p.name, err)
+			return fmt.Errorf("build: reopening %s: %w", p.name, err)
 		}
-		defer img.Close()
+		j.closers = append(j.closers, img)
 		after[p.name] = img
 	}
-	for _, p := range parts {
-		if len(ramdisks[p.name]) == 0 {
+	for _, p := range j.parts {
+		if len(j.ramdisks[p.name]) == 0 {
 			continue
 		}
-		if !modified[p.name] {
-			for _, rd := range ramdisks[p.name] {
+		if !j.modified[p.name] {
+			for _, rd := range j.ramdisks[p.name] {
 				kept = append(kept, rd.Name)
 			}
 			continue
 		}
-		f, err := image.OpenFile(filepath.Join(tmp, "images", p.name+".img"))
+		f, err := image.OpenFile(filepath.Join(j.tmp, "images", p.name+".img"))
 		if err != nil {
-			return nil, err
+			return err
 		}
 		rds, _, err := patches.ReadBootRamdisks(f, f.Size(), p.name)
 		f.Close()
 		if err != nil {
-			return nil, fmt.Errorf("build: reading back the %s ramdisk: %w", p.name, err)
+			return fmt.Errorf("build: reading back the %s ramdisk: %w", p.name, err)
 		}
 		for _, rd := range rds {
 			after[rd.Name] = rd.Tree
 		}
 	}
+	res := j.res
 	if len(after) > 0 || len(kept) > 0 {
 		rescanned := &audit.Result{Findings: []audit.Finding{}}
 		if len(after) > 0 {
-			if rescanned, err = audit.Scan(ctx, after, rules, audit.Options{Progress: rep}); err != nil {
-				return nil, err
+			var err error
+			if rescanned, err = audit.Scan(j.ctx, after, j.rules, audit.Options{Progress: j.rep}); err != nil {
+				return err
 			}
 		}
 		res.After = rescanned
 		if len(kept) > 0 && res.Before != nil {
 			res.After = audit.Merge(rescanned, res.Before.Partitions(kept...))
-			m.Notes = append(m.Notes, fmt.Sprintf("audit after: %s unchanged (byte-identical to the input), their findings from before carried over", strings.Join(kept, ", ")))
+			j.m.Notes = append(j.m.Notes, fmt.Sprintf("audit after: %s unchanged (byte-identical to the input), their findings from before carried over", strings.Join(kept, ", ")))
 		}
 	}
 	if res.After != nil {
-		// What is left is judged on the built images, not on the overlays they were built from.
-		res.Hardening.Accepted, res.Hardening.Left = harden.Judge(res.After.Findings, opt.Sets, target)
+		res.Hardening.Accepted, res.Hardening.Left = harden.Judge(res.After.Findings, j.opt.Sets, j.target)
 	}
-	m.AuditBefore, m.AuditAfter = res.Before, res.After
-	stage("audit", t0)
+	j.m.AuditBefore, j.m.AuditAfter = res.Before, res.After
+	return nil
+}
 
-	// 7. Bundle: image records, flash plan, scripts, recovery zip, manifest.
-	t0 = time.Now()
-	sums, err := hashImages(ctx, tmp, parts)
+// records is stage 7a: each image's size, hash, format and AVB footer for the manifest.
+func (j *job) records() error {
+	sums, err := hashImages(j.ctx, j.tmp, j.parts)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	for i, p := range parts {
-		file := filepath.Join(tmp, "images", p.name+".img")
+	for i, p := range j.parts {
+		file := filepath.Join(j.tmp, "images", p.name+".img")
 		st, err := os.Stat(file)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		sum := sums[i]
 		format := "raw"
 		if p.fs != nil {
-			format = kindOf(opt.FS, p.fs.Kind)
-			if !modified[p.name] {
+			format = kindOf(j.opt.FS, p.fs.Kind)
+			if !j.modified[p.name] {
 				format = p.fs.Kind
 			}
 		}
-		rec := bundle.Image{Partition: p.name, File: "images/" + p.name + ".img", Format: format, Size: st.Size(), SHA256: sum, Logical: p.logical, Modified: modified[p.name]}
+		rec := bundle.Image{Partition: p.name, File: "images/" + p.name + ".img", Format: format, Size: st.Size(), SHA256: sums[i], Logical: p.logical, Modified: j.modified[p.name]}
 		if ai, err := avbInfo(file); err == nil {
 			rec.AVB = ai
 		}
-		m.Images = append(m.Images, rec)
+		j.m.Images = append(j.m.Images, rec)
 	}
-	stage("bundle", t0)
-	if opt.Device.Dynamic && opt.Super == "auto" {
-		t0 = time.Now()
-		if m.Images, m.Super, err = packSuper(ctx, opt, m.Images, tmp, rep); err != nil {
-			return nil, err
-		}
-		if m.Super != nil {
-			logf("packed %d logical partitions into super.img (%d-byte super, slot %q)", len(m.Super.Partitions), m.Super.DeviceSize, m.Super.Slot)
-		}
-		stage("super", t0)
-		t0 = time.Now()
+	return nil
+}
+
+// super is stage 7b: dynamic devices get their logical partitions packed into one super.img.
+func (j *job) super() error {
+	var err error
+	if j.m.Images, j.m.Super, err = packSuper(j.ctx, j.opt, j.m.Images, j.tmp, j.rep); err != nil {
+		return err
 	}
+	if s := j.m.Super; s != nil {
+		j.logf("packed %d logical partitions into super.img (%d-byte super, slot %q)", len(s.Partitions), s.DeviceSize, s.Slot)
+	}
+	return nil
+}
+
+// writeBundle is stage 7c: the flash plan, the recovery zip of A-only devices, the flash scripts and the
+// manifest, with every time stamp from the epoch.
+func (j *job) writeBundle() error {
+	m := j.m
 	m.Steps = flashSteps(m.Images, m.Super)
-	if !opt.Device.AB && !opt.Device.Dynamic {
-		if err := recoveryZip(ctx, opt, in, parts, tmp, m); ctx.Err() != nil {
-			return nil, ctx.Err() // interrupted: no bundle rather than one without its recovery zip
+	if !j.opt.Device.AB && !j.opt.Device.Dynamic {
+		if err := recoveryZip(j.ctx, j.opt, j.in, j.parts, j.tmp, m); j.ctx.Err() != nil {
+			return j.ctx.Err() // interrupted: no bundle rather than one without its recovery zip
 		} else if err != nil {
 			m.Notes = append(m.Notes, "no recovery zip: "+err.Error())
 		}
 	}
 	sh, bat := bundle.FlashScripts(m)
-	if err := os.WriteFile(filepath.Join(tmp, "flash.sh"), []byte(sh), 0o755); err != nil {
-		return nil, err
+	if err := os.WriteFile(filepath.Join(j.tmp, "flash.sh"), []byte(sh), 0o755); err != nil {
+		return err
 	}
-	if err := os.WriteFile(filepath.Join(tmp, "flash.bat"), []byte(bat), 0o644); err != nil {
-		return nil, err
+	if err := os.WriteFile(filepath.Join(j.tmp, "flash.bat"), []byte(bat), 0o644); err != nil {
+		return err
 	}
-	os.RemoveAll(work)
-	if err := bundle.Write(tmp, m); err != nil {
-		return nil, err
+	os.RemoveAll(j.work)
+	if err := bundle.Write(j.tmp, m); err != nil {
+		return err
 	}
-	if err := stampTimes(tmp, opt.Epoch); err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err // interrupted at the last moment: still no bundle
-	}
-	commit := outDir.Commit
-	if opt.Force {
-		commit = func(...string) error { return outDir.Replace() }
-	}
-	if err := commit(); err != nil {
-		return nil, err
-	}
-	stage("bundle", t0)
-	res.Manifest = m
-	return res, nil
+	return stampTimes(j.tmp, j.opt.Epoch)
 }
 
 func kindOf(want, have string) string {
