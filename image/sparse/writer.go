@@ -154,7 +154,9 @@ func Write(ctx context.Context, w io.Writer, src image.Image, opt WriteOptions) 
 	if err != nil {
 		return err
 	}
-	task = rep.Task("sparse write", src.Size())
+	// The write bar counts the data copied, not the logical size: holes and fills cost nothing, and a
+	// 9 GB super with 2 GB of data is a 2 GB job.
+	task = rep.Task("sparse write", rawBytes(runs, bs, src.Size()))
 	e := &encoder{src: src, srcSize: src.Size(), bs: bs, crc: opt.CRC, task: task}
 	totalBlocks := (src.Size() + bs - 1) / bs
 	err = e.encode(ctx, w, runs, totalBlocks)
@@ -293,7 +295,6 @@ func (e *encoder) chunk(w io.Writer, r *run) error {
 			e.sumPattern(blocks*e.bs, r.fill)
 		}
 		_, err := w.Write(cb[:])
-		e.task.Add(blocks * e.bs)
 		return err
 	}
 	padded := blocks * e.bs
@@ -325,4 +326,15 @@ func (e *encoder) chunk(w io.Writer, r *run) error {
 		left -= k
 	}
 	return nil
+}
+
+// rawBytes is how many source bytes the raw chunks of runs copy.
+func rawBytes(runs []run, bs, size int64) int64 {
+	var n int64
+	for i := range runs {
+		if runs[i].kind == ChunkRaw {
+			n += max(0, min(runs[i].blocks(bs)*bs, size-runs[i].off))
+		}
+	}
+	return n
 }
