@@ -258,9 +258,17 @@ func (j *job) addPart(p *part) error {
 func (j *job) unpack() error {
 	for _, name := range j.in.Partitions() {
 		p := &part{name: name, work: filepath.Join(j.work, name+".img")}
+		// A task per partition (its size is known only once it is out), so the unpacking shows and emits
+		// events like every other stage.
+		task := j.rep.Task("unpack "+name, 0)
 		if err := j.in.Extract(j.ctx, name, p.work); err != nil {
+			task.Done(err)
 			return fmt.Errorf("build: unpacking %s: %w", name, err)
 		}
+		if st, err := os.Stat(p.work); err == nil {
+			task.Add(st.Size())
+		}
+		task.Done(nil)
 		if name == "super" && j.opt.Device.Dynamic {
 			// A whole super (Xiaomi fastboot ROMs ship one): its logical partitions are patched and
 			// packed again like a payload's.
@@ -308,7 +316,7 @@ func (j *job) auditBefore() error {
 	}
 	j.rules = audit.RulesFrom(j.opt.Sets...)
 	if len(j.trees) > 0 {
-		if j.res.Before, err = audit.Scan(j.ctx, j.trees, j.rules, audit.Options{Progress: j.rep}); err != nil {
+		if j.res.Before, err = audit.Scan(j.ctx, j.trees, j.rules, audit.Options{Progress: j.rep, Label: "audit before"}); err != nil {
 			return err
 		}
 	}
@@ -426,7 +434,7 @@ func (j *job) auditAfter() error {
 		rescanned := &audit.Result{Findings: []audit.Finding{}}
 		if len(after) > 0 {
 			var err error
-			if rescanned, err = audit.Scan(j.ctx, after, j.rules, audit.Options{Progress: j.rep}); err != nil {
+			if rescanned, err = audit.Scan(j.ctx, after, j.rules, audit.Options{Progress: j.rep, Label: "audit of the built images"}); err != nil {
 				return err
 			}
 		}

@@ -138,6 +138,8 @@ type Options struct {
 	// Workers is how many files are scanned at once (default 2×GOMAXPROCS).
 	Workers  int
 	Progress progress.Reporter
+	// Label names the progress task (default "audit"): a build audits several times.
+	Label string
 }
 
 // maxInflate bounds what one archive may inflate to while being scanned (zip bombs cost time, never
@@ -182,7 +184,11 @@ func Scan(ctx context.Context, parts map[string]tree.Tree, rules *Rules, opt Opt
 			return nil, fmt.Errorf("audit: walking %s: %w", p, err)
 		}
 	}
-	task := progress.OrDiscard(opt.Progress).Task("audit", total)
+	label := opt.Label
+	if label == "" {
+		label = "audit"
+	}
+	task := progress.OrDiscard(opt.Progress).Task(label, total)
 	// Largest first, so one big APK does not run alone at the end while the other workers idle.
 	sort.SliceStable(jobs, func(a, b int) bool { return jobs[a].size > jobs[b].size })
 	workers := opt.Workers

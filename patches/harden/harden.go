@@ -108,7 +108,7 @@ func Run(ctx context.Context, t *patches.Target, sets []*patches.Set, opt Option
 	before := opt.Before
 	if before == nil {
 		var err error
-		if before, err = audit.Scan(ctx, Trees(t), rules, audit.Options{Progress: opt.Progress, Workers: opt.Workers}); err != nil {
+		if before, err = audit.Scan(ctx, Trees(t), rules, audit.Options{Progress: opt.Progress, Workers: opt.Workers, Label: "audit before"}); err != nil {
 			return nil, err
 		}
 	}
@@ -120,7 +120,7 @@ func Run(ctx context.Context, t *patches.Target, sets []*patches.Set, opt Option
 	res := &Result{Report: rep, Outcome: out}
 	tried := map[string]bool{}
 	for round := 1; ; round++ {
-		after, err := audit.Scan(ctx, Trees(t), rules, audit.Options{Progress: opt.Progress, Workers: opt.Workers})
+		after, err := audit.Scan(ctx, Trees(t), rules, audit.Options{Progress: opt.Progress, Workers: opt.Workers, Label: fmt.Sprintf("audit, hardening round %d", round)})
 		if err != nil {
 			return nil, err
 		}
