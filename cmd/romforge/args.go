@@ -112,3 +112,19 @@ func findCommand(cmds []*cli.Command, name string) *cli.Command {
 	}
 	return nil
 }
+
+// nameList reads a repeatable flag whose values are names (partitions, devices): the one list convention
+// is to repeat the flag, and since a name never holds a comma, a comma list is taken too
+// (--partitions system,vendor ≡ --partitions system --partitions vendor). Flags whose values may hold
+// commas (--set, --prop) are repeated only.
+func nameList(c *cli.Context, flag string) []string {
+	var out []string
+	for _, v := range c.StringSlice(flag) {
+		for _, n := range strings.Split(v, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}

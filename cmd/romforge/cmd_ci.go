@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -19,7 +18,7 @@ func init() {
 			Name:  "matrix",
 			Usage: "print a GitHub Actions matrix JSON (one job per device and release source)",
 			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "devices", Usage: "comma-separated devices (default: all with a source)"},
+				&cli.StringSliceFlag{Name: "devices", Usage: "devices (repeatable, or a comma list; default: all with a source)"},
 				&cli.StringFlag{Name: "source", Usage: "only sources with this name"},
 			},
 			Action: func(c *cli.Context) error {
@@ -28,10 +27,7 @@ func init() {
 				if err != nil {
 					return err
 				}
-				var names []string
-				if s := c.String("devices"); s != "" {
-					names = strings.Split(s, ",")
-				}
+				names := nameList(c, "devices")
 				m, err := ci.Build(cat, ci.Options{Devices: names, Source: c.String("source")})
 				if err != nil {
 					return failure.Kinded(failure.ErrUsage, err)

@@ -30,7 +30,7 @@ func init() {
 			"image appears under its final name only once it verified.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Required: true, Usage: "directory for the images and unpack.json"},
-			&cli.StringFlag{Name: "partitions", Usage: "comma-separated partitions to extract (default: all)"},
+			&cli.StringSliceFlag{Name: "partitions", Usage: "partitions to extract (repeatable, or a comma list; default: all)"},
 			&cli.StringFlag{Name: "old", Usage: "directory of the old images <partition>.img, for delta OTAs"},
 			&cli.IntFlag{Name: "workers", Usage: "operations decoded in parallel (default: number of CPUs)"},
 			maxImageSizeFlag,
@@ -111,11 +111,7 @@ func runUnpack(c *cli.Context) error {
 		return err
 	}
 	e.ctx = ctx
-	for _, p := range strings.Split(c.String("partitions"), ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			opt.partitions = append(opt.partitions, p)
-		}
-	}
+	opt.partitions = nameList(c, "partitions")
 	in, closer, err := detectUnpackInput(c.Args().Get(0))
 	if err != nil {
 		return err

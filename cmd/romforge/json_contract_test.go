@@ -132,7 +132,7 @@ func TestJSONContract(t *testing.T) {
 		{name: "doctor", args: []string{"doctor"}, codes: []int{0, 1}},
 		{name: "patches list", args: []string{"patches", "list"}},
 		{name: "patches show", args: []string{"patches", "show", "xiaomi-hardened"}},
-		{name: "ci matrix", args: []string{"ci", "matrix", "--devices", "armani", "--devices", "alioth"}},
+		{name: "ci matrix", args: []string{"ci", "matrix", "--devices", "lavender", "--devices", "alioth,ginkgo"}},
 		{name: "inspect", args: []string{"inspect", in("payload/ota-full.zip")}},
 		{name: "inspect bad", args: []string{"inspect", romFile}, codes: []int{0, 4}},
 		{name: "unpack", args: []string{"unpack", in("payload/ota-full.zip"), "-o", out("unpacked")}},
