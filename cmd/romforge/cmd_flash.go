@@ -23,7 +23,7 @@ import (
 )
 
 // dialDevice connects to a fastboot device by serial ("tcp:HOST[:PORT]", "udp:…", or a USB serial).
-// It is set by the fastboot integration (fastboot_dial.go).
+// cmd_fastboot.go sets it (TCP, UDP, USB and exec transports); tests replace it.
 var dialDevice func(ctx context.Context, serial string) (flash.Device, io.Closer, error)
 
 // listDevices returns the serials of connected fastboot devices (for --all).
