@@ -22,6 +22,7 @@ import (
 
 	"github.com/romforge/romforge/android/apk"
 	"github.com/romforge/romforge/fs/tree"
+	"github.com/romforge/romforge/patches/miuitest"
 )
 
 // Epoch is every entry's time (reproducible images).
@@ -179,29 +180,6 @@ func (g *gen) appendFile(p string, mode fs.FileMode, text string) {
 	g.put(p, mode, append(g.get(p), text...))
 }
 
-// dex is bytes shaped like a dex file whose string table holds the strings.
-func dex(strs ...string) []byte {
-	b := []byte("dex\n035\x00")
-	b = append(b, make([]byte, 104)...)
-	for _, s := range strs {
-		b = append(b, byte(len(s)))
-		b = append(b, s...)
-		b = append(b, 0)
-	}
-	return b
-}
-
-// elf is bytes shaped like an ELF file whose .rodata holds the strings.
-func elf(strs ...string) []byte {
-	b := []byte("\x7fELF\x02\x01\x01\x00")
-	b = append(b, make([]byte, 56)...)
-	for _, s := range strs {
-		b = append(b, s...)
-		b = append(b, 0)
-	}
-	return append(b, make([]byte, 64)...)
-}
-
 // base is what every ROM has: build.prop files, init scripts, the ramdisk's init.
 func (g *gen) base() {
 	g.put("system/build.prop", 0o644, []byte("# begin build properties\nro.build.id=UKQ1.230917.001\nro.product.system.device=generic\ndalvik.vm.heapsize=512m\n"))
@@ -209,7 +187,7 @@ func (g *gen) base() {
 	g.put("product/etc/build.prop", 0o644, []byte("ro.product.product.name=generic\n"))
 	g.put("system_ext/etc/build.prop", 0o644, []byte("ro.system_ext.build.id=UKQ1.230917.001\n"))
 	g.put("odm/etc/build.prop", 0o644, []byte("ro.odm.build.id=UKQ1.230917.001\n"))
-	g.put("boot-ramdisk/init", 0o750, elf("/system/etc/init/hw/init.rc"))
+	g.put("boot-ramdisk/init", 0o750, miuitest.ELF("/system/etc/init/hw/init.rc"))
 	g.put("boot-ramdisk/init.rc", 0o750, []byte("import /init.${ro.hardware}.rc\n\non early-init\n    start ueventd\n"))
 	g.put("boot-ramdisk/prop.default", 0o644, []byte("ro.secure=1\nro.debuggable=0\n"))
 	g.put("system/etc/permissions/privapp-permissions-platform.xml", 0o644, []byte("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<permissions>\n</permissions>\n"))
@@ -236,9 +214,9 @@ func (g *gen) cloudApp() {
 	dir = strings.ToUpper(dir[:1]) + dir[1:]
 	host := g.cloudHost()
 	p := g.pick(appDirs) + "/" + dir + "/" + dir + ".apk"
-	g.put(p, 0o644, apk.Build(pkg, "", map[string][]byte{"classes.dex": dex("Lcom/"+g.name()+"/Push;", "https://"+host+"/v2/register")}))
+	g.put(p, 0o644, apk.Build(pkg, "", map[string][]byte{"classes.dex": miuitest.Dex("Lcom/"+g.name()+"/Push;", "https://"+host+"/v2/register")}))
 	if g.r.IntN(2) == 0 {
-		g.put(path.Dir(p)+"/oat/arm64/"+dir+".odex", 0o644, elf(host))
+		g.put(path.Dir(p)+"/oat/arm64/"+dir+".odex", 0o644, miuitest.ELF(host))
 	}
 	part, _, _ := strings.Cut(p, "/")
 	perm := part + "/etc/permissions/privapp-permissions-" + g.name() + ".xml"
@@ -251,7 +229,7 @@ func (g *gen) familyApp() {
 	pkg := g.pick([]string{"com.miui.cloud", "com.xiaomi.xmsf", "com.xiaomi.micloud", "com.miui.analytics", "com.miui.msa"}) + "." + g.name()
 	dir := "Fam" + g.name()
 	p := g.pick(appDirs) + "/" + dir + "/" + dir + ".apk"
-	g.put(p, 0o644, apk.Build(pkg, "", map[string][]byte{"classes.dex": dex("Lcom/x/Main;")}))
+	g.put(p, 0o644, apk.Build(pkg, "", map[string][]byte{"classes.dex": miuitest.Dex("Lcom/x/Main;")}))
 	g.rom.Planted = append(g.rom.Planted, Planted{Kind: "apk", Path: p, Name: pkg})
 }
 
@@ -269,7 +247,7 @@ func (g *gen) daemon() {
 	default:
 		bin, rc, exec = "boot-ramdisk/sbin/"+name, "boot-ramdisk/init."+g.name()+".rc", "/sbin/"+name
 	}
-	g.put(bin, 0o755, elf("https://"+host+"/report", "/data/"+name))
+	g.put(bin, 0o755, miuitest.ELF("https://"+host+"/report", "/data/"+name))
 	svc := g.name() + "_" + g.word(3)
 	g.appendFile(rc, 0o644, fmt.Sprintf("service %s %s --daemon\n    class main\n    user system\n    group inet\n\non property:sys.boot_completed=1\n    start %s\n\n", svc, exec, svc))
 	g.rom.Planted = append(g.rom.Planted, Planted{Kind: "daemon", Path: bin, Name: svc, Host: host})
@@ -278,7 +256,7 @@ func (g *gen) daemon() {
 func (g *gen) library() {
 	host := g.cloudHost()
 	p := g.pick([]string{"system/lib64", "vendor/lib64", "product/lib64", "system/lib"}) + "/lib" + g.name() + ".so"
-	g.put(p, 0o644, elf("https://"+host+"/sdk/config"))
+	g.put(p, 0o644, miuitest.ELF("https://"+host+"/sdk/config"))
 	g.rom.Planted = append(g.rom.Planted, Planted{Kind: "library", Path: p, Host: host})
 }
 
@@ -323,7 +301,7 @@ func (g *gen) decoyApp() {
 	pkg := "org." + g.name() + "." + g.name()
 	dir := "Keep" + g.name()
 	p := g.pick(appDirs) + "/" + dir + "/" + dir + ".apk"
-	g.put(p, 0o644, apk.Build(pkg, "", map[string][]byte{"classes.dex": dex("https://"+g.pick(DecoyHosts)+"/generate_204", "micloud_sync_settings", "xiaomi")}))
+	g.put(p, 0o644, apk.Build(pkg, "", map[string][]byte{"classes.dex": miuitest.Dex("https://"+g.pick(DecoyHosts)+"/generate_204", "micloud_sync_settings", "xiaomi")}))
 	g.rom.DecoyFiles = append(g.rom.DecoyFiles, p)
 }
 
@@ -331,7 +309,7 @@ func (g *gen) decoyDaemon() {
 	name := "keep" + g.name()
 	part := g.pick([]string{"system", "vendor"})
 	bin := part + "/bin/" + name
-	g.put(bin, 0o755, elf("https://"+g.pick(DecoyHosts)+"/", "/data/misc/"+name, "micloud"))
+	g.put(bin, 0o755, miuitest.ELF("https://"+g.pick(DecoyHosts)+"/", "/data/misc/"+name, "micloud"))
 	rc := part + "/etc/init/keep" + g.name() + ".rc"
 	svc := name + "_d"
 	g.put(rc, 0o644, []byte(fmt.Sprintf("service %s /%s --check %s\n    class main\n", svc, bin, g.pick(DecoyHosts))))

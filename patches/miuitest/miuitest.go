@@ -30,8 +30,8 @@ var Epoch = time.Unix(1700000000, 0).UTC()
 
 const label = "u:object_r:system_file:s0"
 
-// dex returns bytes shaped like a dex file whose string table holds the given strings.
-func dex(strs ...string) []byte {
+// Dex returns bytes shaped like a dex file whose string table holds the given strings.
+func Dex(strs ...string) []byte {
 	b := []byte("dex\n035\x00")
 	b = append(b, make([]byte, 104)...)
 	for _, s := range strs {
@@ -42,8 +42,8 @@ func dex(strs ...string) []byte {
 	return b
 }
 
-// elf returns bytes shaped like an ELF shared library whose .rodata holds the given strings.
-func elf(strs ...string) []byte {
+// ELF returns bytes shaped like an ELF shared library whose .rodata holds the given strings.
+func ELF(strs ...string) []byte {
 	b := []byte("\x7fELF\x02\x01\x01\x00")
 	b = append(b, make([]byte, 56)...)
 	for _, s := range strs {
@@ -87,33 +87,33 @@ func Partitions(opt Options) map[string]*tree.Mem {
 		put(sys, dirp+"/"+name+".apk", file, apk.Build(pkg, overlay, extra))
 	}
 	app("app/XMSF", "XMSF", "com.xiaomi.xmsf", "", map[string][]byte{
-		"classes.dex":             dex("Lcom/xiaomi/push/service/XMPushService;", "https://api.xmpush.xiaomi.com/v2/register", "resolver.msg.xiaomi.net"),
-		"lib/arm64-v8a/libxmp.so": elf("register.xmpush.xiaomi.com"),
+		"classes.dex":             Dex("Lcom/xiaomi/push/service/XMPushService;", "https://api.xmpush.xiaomi.com/v2/register", "resolver.msg.xiaomi.net"),
+		"lib/arm64-v8a/libxmp.so": ELF("register.xmpush.xiaomi.com"),
 	})
-	put(sys, "app/XMSF/oat/arm64/XMSF.odex", file, elf("api.xmpush.xiaomi.com"))
-	put(sys, "app/XMSF/lib/arm64/libmipush.so", file, elf("api.xmpush.xiaomi.com", "resolver.msg.xiaomi.net"))
+	put(sys, "app/XMSF/oat/arm64/XMSF.odex", file, ELF("api.xmpush.xiaomi.com"))
+	put(sys, "app/XMSF/lib/arm64/libmipush.so", file, ELF("api.xmpush.xiaomi.com", "resolver.msg.xiaomi.net"))
 	app("priv-app/MiCloudSync", "MiCloudSync", "com.miui.cloudservice", "", map[string][]byte{
-		"classes.dex": dex("https://api.micloud.xiaomi.net/mic/status", "https://i.mi.com/"),
+		"classes.dex": Dex("https://api.micloud.xiaomi.net/mic/status", "https://i.mi.com/"),
 	})
 	app("priv-app/XiaomiAccount", "XiaomiAccount", "com.xiaomi.account", "", map[string][]byte{
-		"classes.dex": dex("https://account.xiaomi.com/pass/serviceLogin"),
+		"classes.dex": Dex("https://account.xiaomi.com/pass/serviceLogin"),
 	})
 	app("priv-app/FindDevice", "FindDevice", "com.xiaomi.finddevice", "", map[string][]byte{
-		"classes.dex": dex("https://find.api.micloud.xiaomi.net/mic/find/v2/"),
+		"classes.dex": Dex("https://find.api.micloud.xiaomi.net/mic/find/v2/"),
 	})
 	app("app/MSA", "MSA", "com.miui.msa.global", "", map[string][]byte{
-		"classes.dex": dex("https://sdkconfig.ad.intl.xiaomi.com/api/v4/detail/config"),
+		"classes.dex": Dex("https://sdkconfig.ad.intl.xiaomi.com/api/v4/detail/config"),
 	})
 	app("app/AnalyticsCore", "AnalyticsCore", "com.miui.analytics", "", map[string][]byte{
-		"classes.dex":  dex("Lcom/miui/analytics/Analytics;"),
-		"classes2.dex": dex("https://data.mistat.intl.xiaomi.com/mistats/v3", "https://tracking.intl.miui.com/track/v4"),
+		"classes.dex":  Dex("Lcom/miui/analytics/Analytics;"),
+		"classes2.dex": Dex("https://data.mistat.intl.xiaomi.com/mistats/v3", "https://tracking.intl.miui.com/track/v4"),
 	})
-	app("app/Calculator", "Calculator", "com.android.calculator2", "", map[string][]byte{"classes.dex": dex("Lcom/android/calculator2/Calculator;")})
-	app("priv-app/Settings", "Settings", "com.android.settings", "", map[string][]byte{"classes.dex": dex("https://www.android.com/")})
+	app("app/Calculator", "Calculator", "com.android.calculator2", "", map[string][]byte{"classes.dex": Dex("Lcom/android/calculator2/Calculator;")})
+	app("priv-app/Settings", "Settings", "com.android.settings", "", map[string][]byte{"classes.dex": Dex("https://www.android.com/")})
 	app("overlay/MiCloudOverlay", "MiCloudOverlay", "com.miui.cloudservice.overlay", "com.miui.cloudservice", nil)
 	// The flat, pre-Lollipop layout: app/Foo.apk with Foo.odex beside it.
-	put(sys, "app/MiuiDaemon.apk", file, apk.Build("com.miui.daemon", "", map[string][]byte{"classes.dex": dex("https://data.mistat.xiaomi.com/")}))
-	put(sys, "app/MiuiDaemon.odex", file, elf("data.mistat.xiaomi.com"))
+	put(sys, "app/MiuiDaemon.apk", file, apk.Build("com.miui.daemon", "", map[string][]byte{"classes.dex": Dex("https://data.mistat.xiaomi.com/")}))
+	put(sys, "app/MiuiDaemon.odex", file, ELF("data.mistat.xiaomi.com"))
 	put(sys, "etc/permissions/privapp-permissions-miui.xml", file, []byte(`<?xml version="1.0" encoding="utf-8"?>
 <!-- MIUI privileged permission allowlist (sample) -->
 <permissions>
@@ -180,10 +180,10 @@ persist.sys.mipush.enabled=true
 dalvik.vm.heapsize=512m
 # end build properties
 `))
-	put(sys, "bin/micloud", exe, elf("/data/micloud"))
-	put(sys, "bin/netd", exe, elf("connectivitycheck.gstatic.com"))
-	put(sys, "bin/mqsasd", exe, elf("/data/mqsas"))
-	put(sys, "lib64/libc++.so", file, elf("libc++ sample"))
+	put(sys, "bin/micloud", exe, ELF("/data/micloud"))
+	put(sys, "bin/netd", exe, ELF("connectivitycheck.gstatic.com"))
+	put(sys, "bin/mqsasd", exe, ELF("/data/mqsas"))
+	put(sys, "lib64/libc++.so", file, ELF("libc++ sample"))
 	if opt.Padding > 0 {
 		pad := make([]byte, opt.Padding)
 		for i := range pad {
@@ -193,7 +193,7 @@ dalvik.vm.heapsize=512m
 	}
 	put(ven, "build.prop", file, []byte("ro.vendor.build.id=UKQ1.230917.001\nro.vendor.product.device=marble\n"))
 	put(ven, "etc/init/vendor.rc", file, []byte("service vendor_keep /vendor/bin/keep\n    class hal\n"))
-	put(ven, "lib64/libqti-perf.so", file, elf("perf config"))
+	put(ven, "lib64/libqti-perf.so", file, ELF("perf config"))
 	return map[string]*tree.Mem{"system": sys, "vendor": ven}
 }
 
