@@ -226,7 +226,7 @@ func computeID(h *Header, parts map[string]image.Image, legacy bool) ([32]byte, 
 	for _, n := range names {
 		p := parts[n]
 		if p != nil {
-			if _, err := io.Copy(sum, image.Reader(p)); err != nil {
+			if _, err := io.CopyBuffer(sum, image.Reader(p), copyBuf(p.Size())); err != nil {
 				return id, fmt.Errorf("bootimg: hashing %s for the image id: %w", n, err)
 			}
 		}

@@ -406,8 +406,12 @@ func repackFrom(ctx context.Context, dir string, data []byte, openFile source) (
 	return out, nil
 }
 
+// copyBuf is a copy buffer for n bytes: io.Copy's 32 KiB for large inputs, less for the small sections
+// boot images mostly hold (a buffer per section was most of what a round trip allocated).
+func copyBuf(n int64) []byte { return make([]byte, min(max(n, 512), 32<<10)) }
+
 func hashImage(img image.Image, h hash.Hash) (string, error) {
-	if _, err := io.Copy(h, image.Reader(img)); err != nil {
+	if _, err := io.CopyBuffer(h, image.Reader(img), copyBuf(img.Size())); err != nil {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
