@@ -184,7 +184,9 @@ func redundant(pats []pattern) []int {
 		}
 		covered := false
 		for j := 0; j < len(p.text) && !covered; j++ {
-			if p.text[j] == '.' {
+			// An empty suffix (after a final dot) covers nothing: the empty pattern reports a different
+			// hostname than the one ending in the dot.
+			if p.text[j] == '.' && j+1 < len(p.text) {
 				_, covered = domains[p.text[j+1:]]
 			}
 		}
