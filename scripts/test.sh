@@ -17,6 +17,11 @@ if [[ -n "$bad" ]]; then echo "gofmt needed on:"; echo "$bad"; exit 1; fi
 step "go vet"
 go vet ./...
 
+step "staticcheck"
+# Pinned as a Go tool dependency (go.mod `tool`), so every machine runs the same version.
+go tool staticcheck ./...
+echo "staticcheck clean"
+
 step "workflow lint (actionlint, with shellcheck on every run: script)"
 # actionlint is a Go tool dependency (go.mod `tool`); without shellcheck it would skip the shell
 # checks silently, so a missing shellcheck fails here.

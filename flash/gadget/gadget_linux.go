@@ -189,9 +189,8 @@ func removeGadget(dir, name, ffsDir string) error {
 	os.WriteFile(filepath.Join(dir, "UDC"), []byte("\n"), 0o644)
 	var err error
 	for try := 0; try < 40; try++ {
-		if e := unix.Unmount(ffsDir, 0); e != nil && e != unix.EINVAL && e != unix.ENOENT {
-			err = fmt.Errorf("unmount %s: %w", ffsDir, e)
-		}
+		// A busy FunctionFS mount shows as the removals below failing; those errors are what is retried.
+		_ = unix.Unmount(ffsDir, 0)
 		os.Remove(filepath.Join(dir, "configs/c.1/ffs."+name))
 		err = nil
 		for _, d := range []string{"configs/c.1/strings/0x409", "configs/c.1", "functions/ffs." + name, "strings/0x409", ""} {

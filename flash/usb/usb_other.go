@@ -2,7 +2,12 @@
 
 package usb
 
-import "time"
+import (
+	"context"
+	"os"
+	"os/exec"
+	"time"
+)
 
 // List asks platform-tools' fastboot (this build has no USB access of its own here).
 func List() ([]DeviceInfo, error) { return listWithFastboot() }
@@ -23,3 +28,24 @@ func (d *Device) Close() error                  { return nil }
 
 // MemoryMB is a Linux usbfs setting.
 func MemoryMB() (int, error) { return 0, ErrUnsupported }
+
+// listWithFastboot lists devices through platform-tools' `fastboot devices` where this build has no USB
+// access of its own; Dial then drives the same binary for the data path. Without the binary it returns
+// ErrUnsupported.
+func listWithFastboot() ([]DeviceInfo, error) {
+	bin := os.Getenv("ROMFORGE_FASTBOOT")
+	if bin == "" {
+		p, err := exec.LookPath("fastboot")
+		if err != nil {
+			return nil, ErrUnsupported
+		}
+		bin = p
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "devices").Output()
+	if err != nil {
+		return nil, ErrUnsupported
+	}
+	return parseFastbootDevices(string(out)), nil
+}
