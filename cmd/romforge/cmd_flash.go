@@ -43,9 +43,12 @@ type planOptions struct {
 // their own file).
 var planLoaders = []func(target string, d *devices.Device, o planOptions) (*plan.Plan, bool, error){loadBundlePlan}
 
-func loadBundlePlan(target string, d *devices.Device, _ planOptions) (*plan.Plan, bool, error) {
+func loadBundlePlan(target string, d *devices.Device, o planOptions) (*plan.Plan, bool, error) {
 	if _, err := os.Stat(filepath.Join(target, bundle.ManifestName)); err != nil {
 		return nil, false, nil
+	}
+	if o.Script != "" {
+		return nil, true, usagef("flash: --script chooses among a Xiaomi fastboot ROM's scripts; %s is a romforge bundle (use --wipe to erase user data)", target)
 	}
 	m, err := bundle.Read(target)
 	if err != nil {
@@ -182,10 +185,13 @@ func flashOne(c *cli.Context, e *env, p *plan.Plan, popt flash.PreflightOptions,
 	dev, closer, err := dialDevice(ctx, serial)
 	if err != nil {
 		if c.Bool("dry-run") && e.json {
-			return e.printJSON(map[string]any{"serial": serial, "dry_run": true, "reachable": false, "error": err.Error(), "steps": p.Steps})
+			return e.printJSON(map[string]any{"serial": serial, "dry_run": true, "reachable": false, "error": err.Error(), "steps": p.Steps, "notes": p.Notes})
 		}
 		if c.Bool("dry-run") {
 			fmt.Fprintf(log, "dry run: no device reachable at %s (%v); the plan without device facts:\n", serial, err)
+			for _, n := range p.Notes {
+				fmt.Fprintf(log, "note: %s\n", n)
+			}
 			for _, s := range p.Steps {
 				fmt.Fprintf(log, "  %s %s %s\n", s.Op, s.Partition, s.Image)
 			}
