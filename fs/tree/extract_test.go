@@ -28,10 +28,12 @@ type hostileEntry struct {
 	mode fs.FileMode
 }
 
-func (e hostileEntry) Name() string               { return e.name }
-func (e hostileEntry) IsDir() bool                { return e.mode.IsDir() }
-func (e hostileEntry) Type() fs.FileMode          { return e.mode.Type() }
-func (e hostileEntry) Info() (fs.FileInfo, error) { return NewFileInfo(e.name, Meta{Mode: e.mode}), nil }
+func (e hostileEntry) Name() string      { return e.name }
+func (e hostileEntry) IsDir() bool       { return e.mode.IsDir() }
+func (e hostileEntry) Type() fs.FileMode { return e.mode.Type() }
+func (e hostileEntry) Info() (fs.FileInfo, error) {
+	return NewFileInfo(e.name, Meta{Mode: e.mode}), nil
+}
 
 func (h *hostileTree) Meta(name string) (Meta, error) {
 	if m, ok := h.meta[name]; ok {

@@ -14,7 +14,7 @@ import (
 // however large the holes and fills around the data are.
 func TestWriteProgressCountsData(t *testing.T) {
 	data := bytes.Repeat([]byte{1, 2, 3, 4, 5, 6, 7, 9}, 3*4096/8) // 3 raw blocks
-	fill := bytes.Repeat([]byte{0xAA}, 8*4096)                    // 8 fill blocks
+	fill := bytes.Repeat([]byte{0xAA}, 8*4096)                     // 8 fill blocks
 	src := image.Concat(image.New(bytes.NewReader(data), int64(len(data))), image.New(bytes.NewReader(fill), int64(len(fill))), image.Zero(1<<30))
 	rec := &progress.Recorder{}
 	if err := Write(context.Background(), io.Discard, src, WriteOptions{HolesDontCare: true, Progress: rec}); err != nil {
