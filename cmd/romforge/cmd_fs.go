@@ -523,6 +523,9 @@ func runFsBuild(c *cli.Context) error {
 			return err
 		}
 	}
+	if err := e.ctx.Err(); err != nil {
+		return err // interrupted after the writer's last check: no image rather than one Ctrl-C asked to stop
+	}
 	if c.Bool("sparse") {
 		raw, err := image.OpenFile(tmp.Name())
 		if err != nil {
@@ -535,6 +538,9 @@ func runFsBuild(c *cli.Context) error {
 		}
 		defer stmp.Abort()
 		if err := sparse.WriteFile(e.ctx, stmp.File, raw, sparse.WriteOptions{Progress: e.reporter()}); err != nil {
+			return err
+		}
+		if err := e.ctx.Err(); err != nil {
 			return err
 		}
 		if err := stmp.Commit(); err != nil {
