@@ -268,22 +268,37 @@ func firstLine(s string) string {
 // plainView is the live view when stderr is not a terminal: a line whenever a phone's state or step
 // changes (never a byte tick), so logs stay readable.
 type plainView struct {
+	changes
+	w io.Writer
+}
+
+// changes remembers each phone's last state and step, so a view reports changes and not byte ticks. Its
+// lock also keeps one view's lines whole.
+type changes struct {
 	mu   sync.Mutex
-	w    io.Writer
 	last map[string]string
 }
 
-func (p *plainView) Update(s flash.Status) {
-	key := s.State + "\x00" + s.Step
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.last == nil {
-		p.last = map[string]string{}
+// changed reports whether s differs from what the phone last showed; it locks until unlock is called.
+func (c *changes) changed(s flash.Status) (ok bool, unlock func()) {
+	c.mu.Lock()
+	if c.last == nil {
+		c.last = map[string]string{}
 	}
-	if p.last[s.Serial] == key {
+	key := s.State + "\x00" + s.Step
+	if c.last[s.Serial] == key {
+		return false, c.mu.Unlock
+	}
+	c.last[s.Serial] = key
+	return true, c.mu.Unlock
+}
+
+func (p *plainView) Update(s flash.Status) {
+	ok, unlock := p.changed(s)
+	defer unlock()
+	if !ok {
 		return
 	}
-	p.last[s.Serial] = key
 	if s.State == flash.StateWaiting {
 		return
 	}
@@ -305,22 +320,16 @@ func (p *plainView) Update(s flash.Status) {
 // jsonView writes a JSON line on stderr whenever a phone's state or step changes, and its whole row
 // when it finishes.
 type jsonView struct {
-	mu   sync.Mutex
-	w    io.Writer
-	last map[string]string
+	changes
+	w io.Writer
 }
 
 func (j *jsonView) Update(s flash.Status) {
-	key := s.State + "\x00" + s.Step
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if j.last == nil {
-		j.last = map[string]string{}
-	}
-	if j.last[s.Serial] == key {
+	ok, unlock := j.changed(s)
+	defer unlock()
+	if !ok {
 		return
 	}
-	j.last[s.Serial] = key
 	var ev any = map[string]any{"event": "phone", "serial": s.Serial, "model": s.Model, "state": s.State, "step": s.Step,
 		"step_index": s.Index, "steps": s.Steps, "bytes": s.Bytes, "total": s.Total}
 	if s.Finished() {
