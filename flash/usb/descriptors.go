@@ -26,7 +26,7 @@ func parseDeviceDescriptor(b []byte) (deviceDescriptor, bool) {
 
 // parseStringDescriptor decodes a UTF-16LE string descriptor; malformed ones give "".
 func parseStringDescriptor(b []byte) string {
-	if len(b) < 2 || b[1] != 3 || int(b[0]) > len(b) || b[0]%2 != 0 {
+	if len(b) < 2 || b[1] != 3 || b[0] < 2 || int(b[0]) > len(b) || b[0]%2 != 0 {
 		return ""
 	}
 	n := int(b[0])
