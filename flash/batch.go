@@ -97,10 +97,9 @@ type BatchOptions struct {
 	// ReconnectTimeout bounds the wait for a phone rebooting into fastbootd (default 90 s).
 	ReconnectTimeout time.Duration
 
-	// claims maps a phone's serialno to the target flashing it, so that one phone reached under two
-	// names (tcp:localhost and tcp:127.0.0.1, a USB serial and its network address) is not written by
-	// two connections at once. Batch and Station set it.
-	claims *sync.Map
+	// claims keep one phone reached under two names from being written by two connections at once.
+	// Batch and Station set it.
+	claims *claims
 }
 
 // LogName is the transcript file name for a serial.
@@ -263,7 +262,11 @@ func FlashPhone(ctx context.Context, serial string, cands []Candidate, opt Batch
 	if opt.claims != nil && pr.serialno != "" {
 		// Held for the whole batch (a station lets go when the claiming name disappears): a phone
 		// listed twice is flashed once, however the two connections' timing falls.
-		if other, taken := opt.claims.LoadOrStore(pr.serialno, serial); taken && other != serial {
+		loc := ""
+		if l, ok := dev.(Locator); ok {
+			loc = l.Location()
+		}
+		if other, ok := opt.claims.take(pr.serialno, serial, loc); !ok {
 			return finish(ResultRefused, nil, "this phone (serialno %s) is also listed as %s and is flashed there: one phone, one flash", pr.serialno, other)
 		}
 	}
@@ -418,7 +421,7 @@ func (s *Summary) Err() error {
 func Batch(ctx context.Context, serials []string, cands []Candidate, opt BatchOptions) *Summary {
 	start := time.Now()
 	if opt.claims == nil {
-		opt.claims = &sync.Map{}
+		opt.claims = &claims{}
 	}
 	res := make([]Status, len(serials))
 	if opt.Observe != nil {

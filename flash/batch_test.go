@@ -30,6 +30,8 @@ func TestNormalizeSerial(t *testing.T) {
 		{" usb:0123abcd ", "0123abcd"},
 		{"0123abcd", "0123abcd"},
 		{"tcp:[::1]:7000", "tcp:[::1]:7000"},
+		{"usb:1-2.3", "usb:1-2.3"}, // a port, as fastboot devices -l prints: kept
+		{"usb:3-11", "usb:3-11"},
 	} {
 		got, err := flash.NormalizeSerial(tc.in)
 		if err != nil || got != tc.want {
@@ -419,5 +421,57 @@ func TestBatchSamePhoneTwoNames(t *testing.T) {
 	}
 	if n := ph.em.Stats().Flashes; n != 2 { // boot and system, once
 		t.Fatalf("%d flash commands, want 2", n)
+	}
+}
+
+// located is a connection that knows its phone's USB port, as usb.Device does.
+type located struct {
+	*fastboot.Client
+	loc string
+}
+
+func (l located) Location() string { return l.loc }
+
+// Phones that share a serialno (factory images with a fixed one) are different phones when they sit on
+// different USB ports: each is flashed. Without ports to tell them apart, or on the same port, the second
+// name is refused as the same phone listed twice.
+func TestBatchSharedSerialno(t *testing.T) {
+	rng := rand.New(rand.NewPCG(16, 17))
+	cands := []flash.Candidate{pairsCandidate(t, "armani", rng)}
+	for _, tc := range []struct {
+		name       string
+		locs       [2]string
+		ok, refuse int
+	}{
+		{"two ports", [2]string{"usb:1-2", "usb:1-3"}, 2, 0},
+		{"one port", [2]string{"usb:1-2", "usb:1-2"}, 1, 1},
+		{"no ports", [2]string{"", ""}, 1, 1},
+		{"one port unknown", [2]string{"usb:1-2", ""}, 1, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := serveBatchPhone(t, "armani", "tcp", emulator.Options{Serial: "0123456789ABCDEF"})
+			b := serveBatchPhone(t, "armani", "tcp", emulator.Options{Serial: "0123456789ABCDEF"})
+			loc := map[string]string{a.serial: tc.locs[0], b.serial: tc.locs[1]}
+			dial := func(ctx context.Context, serial string) (flash.Device, io.Closer, error) {
+				d, c, err := dialBatch(ctx, serial)
+				if err != nil {
+					return nil, nil, err
+				}
+				return located{d.(*fastboot.Client), loc[serial]}, c, nil
+			}
+			sum := flash.Batch(context.Background(), []string{a.serial, b.serial}, cands, flash.BatchOptions{Dial: dial})
+			if sum.OK != tc.ok || sum.Refused != tc.refuse {
+				t.Fatalf("ok %d refused %d, want %d and %d: %+v", sum.OK, sum.Refused, tc.ok, tc.refuse, sum.Phones)
+			}
+			flashes := a.em.Stats().Flashes + b.em.Stats().Flashes
+			if flashes != 2*tc.ok { // boot and system per phone flashed
+				t.Fatalf("%d flash commands for %d phones flashed", flashes, tc.ok)
+			}
+			for _, r := range sum.Phones {
+				if r.State == flash.ResultRefused && (r.Written != 0 || !strings.Contains(strings.Join(r.Reasons, " "), "also listed as")) {
+					t.Fatalf("refused row %+v", r)
+				}
+			}
+		})
 	}
 }

@@ -7,6 +7,10 @@ import (
 	"github.com/romforge/romforge/progress"
 )
 
+// Locator is a connection that knows where its phone is plugged in (usb:1-2.3). Phones sharing a
+// serialno are told apart by it; connections that cannot say (network) do not implement it or say "".
+type Locator interface{ Location() string }
+
 // Device is what flashing needs from a fastboot connection. *fastboot.Client implements it; tests use
 // mocks and the emulator.
 type Device interface {

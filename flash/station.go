@@ -48,7 +48,7 @@ func Station(ctx context.Context, opt StationOptions) *Summary {
 	}
 	start := time.Now()
 	if opt.Batch.claims == nil {
-		opt.Batch.claims = &sync.Map{}
+		opt.Batch.claims = &claims{}
 	}
 	sum := &Summary{}
 	var (
@@ -103,12 +103,8 @@ func Station(ctx context.Context, opt StationOptions) *Summary {
 				delete(handled, s) // unplugged: flashed again when it comes back
 			}
 		}
-		opt.Batch.claims.Range(func(serialno, s any) bool {
-			if !isPresent[s.(string)] && !busy[s.(string)] {
-				opt.Batch.claims.Delete(serialno) // gone: the phone may come back under any name
-			}
-			return true
-		})
+		// Gone: the phone may come back under any name.
+		opt.Batch.claims.release(func(s string) bool { return isPresent[s] || busy[s] })
 		for _, s := range present {
 			if busy[s] || handled[s] || ctx.Err() != nil {
 				continue

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strings"
 
 	"github.com/romforge/romforge/flash/fastboot"
@@ -18,12 +19,20 @@ import (
 // unbounded file into memory because someone pointed --serials-file at a disk image helps no one.
 const maxSerialsFile = 1 << 20
 
+// usbPort matches a Linux USB port path (bus-port[.port…]), the form `fastboot devices -l` prints.
+var usbPort = regexp.MustCompile(`^[0-9]+-[0-9]+(\.[0-9]+)*$`)
+
 // NormalizeSerial checks one serial as `fastboot -s` takes it and returns the form the transports
 // dial: "tcp:HOST[:PORT]" and "udp:HOST[:PORT]" with their port filled in, a USB serial as it is
-// ("usb:SERIAL" is accepted and stripped, so lists can name every transport explicitly).
+// ("usb:SERIAL" is accepted and stripped, so lists can name every transport explicitly), and
+// "usb:PORT" (usb:1-2.3, where the phone is plugged in, as AOSP fastboot names devices) kept as it is:
+// that is how phones sharing a serial are told apart.
 func NormalizeSerial(s string) (string, error) {
 	s = strings.TrimSpace(s)
 	if rest, ok := strings.CutPrefix(s, "usb:"); ok {
+		if usbPort.MatchString(rest) {
+			return s, nil
+		}
 		s = rest
 		if s == "" || strings.ContainsAny(s, " \t:") {
 			return "", failure.Kinded(failure.ErrUsage, fmt.Errorf("flash: %q: want usb:SERIAL (the serial 'romforge fastboot devices' prints)", "usb:"+rest))

@@ -30,11 +30,8 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
-		var s []string
-		for _, d := range list {
-			s = append(s, d.Serial)
-		}
-		return s, nil
+		// Phones sharing a serial get usb:PORT names, so each is flashed (and claimed) on its own.
+		return usb.Names(list), nil
 	}
 
 	serialFlag := &cli.StringFlag{Name: "serial", Aliases: []string{"s"}, EnvVars: []string{"ANDROID_SERIAL"},

@@ -122,6 +122,14 @@ func (c *Client) Close() error { return c.t.Close() }
 // Transport returns the underlying transport.
 func (c *Client) Transport() Transport { return c.t }
 
+// Location is where the device is plugged in (usb:1-2.3) when the transport knows it, else "".
+func (c *Client) Location() string {
+	if l, ok := c.t.(interface{ Location() string }); ok {
+		return l.Location()
+	}
+	return ""
+}
+
 // ErrOutOfStep is returned by every call after an exchange was interrupted; errors.Is works on it.
 var ErrOutOfStep = errors.New("fastboot: the connection is out of step after an earlier failure; reconnect")
 

@@ -159,7 +159,52 @@ func readDec(dir, name string) (int, bool) {
 	return v, err == nil && v >= 0
 }
 
-// pick chooses the device for serial ("" → the only one).
+// PortPrefix names a device by where it is plugged in rather than by its serial number, as AOSP fastboot
+// accepts `-s usb:1-2.3`. Phones that share a serial (some factory images ship "0123456789ABCDEF") or report
+// none can only be told apart this way.
+const PortPrefix = "usb:"
+
+// Name is how a device is addressed: its serial, or usb:PORT (PortPrefix + sysfs name) when the serial
+// is empty.
+func (d *DeviceInfo) Name() string {
+	if d.Serial == "" {
+		return PortPrefix + d.SysfsName
+	}
+	return d.Serial
+}
+
+// Location is the device's physical identity: the port it is plugged in (usb:1-2.3).
+func (d *DeviceInfo) Location() string { return PortPrefix + d.SysfsName }
+
+// Location is where the open device is plugged in; phones sharing a serial are told apart by it.
+func (d *Device) Location() string {
+	if d.Info.SysfsName == "" {
+		return ""
+	}
+	return d.Info.Location()
+}
+
+// Names returns one name per device that picks that device and no other: the serial where it is unique,
+// usb:PORT where several devices share a serial or have none.
+func Names(list []DeviceInfo) []string {
+	count := map[string]int{}
+	for _, d := range list {
+		count[d.Serial]++
+	}
+	out := make([]string, 0, len(list))
+	for _, d := range list {
+		// Without a port (a listing through platform-tools) the serial is all there is.
+		if d.SysfsName == "" || d.Serial != "" && count[d.Serial] == 1 && !strings.HasPrefix(d.Serial, PortPrefix) {
+			out = append(out, d.Serial)
+		} else {
+			out = append(out, d.Location())
+		}
+	}
+	return out
+}
+
+// pick chooses the device for serial: a serial number, usb:PORT, or "" for the only one. A serial that
+// two devices answer to is refused: flashing whichever enumerated first could write the wrong phone.
 func pick(list []DeviceInfo, serial string) (DeviceInfo, error) {
 	if serial == "" {
 		switch len(list) {
@@ -168,16 +213,32 @@ func pick(list []DeviceInfo, serial string) (DeviceInfo, error) {
 		case 1:
 			return list[0], nil
 		}
-		var s []string
-		for _, d := range list {
-			s = append(s, d.Serial)
-		}
-		return DeviceInfo{}, failure.Kinded(failure.ErrUsage, fmt.Errorf("usb: %d fastboot devices connected (%s): choose one with --serial", len(list), strings.Join(s, ", ")))
+		return DeviceInfo{}, failure.Kinded(failure.ErrUsage, fmt.Errorf("usb: %d fastboot devices connected (%s): choose one with --serial", len(list), strings.Join(Names(list), ", ")))
 	}
+	// A port is checked first: a device whose serial merely looks like "usb:1-2" must not stand in for
+	// the phone plugged in at 1-2.
+	if port, ok := strings.CutPrefix(serial, PortPrefix); ok {
+		for _, d := range list {
+			if d.SysfsName == port {
+				return d, nil
+			}
+		}
+	}
+	var found []DeviceInfo
 	for _, d := range list {
 		if d.Serial == serial {
-			return d, nil
+			found = append(found, d)
 		}
 	}
-	return DeviceInfo{}, failure.Kinded(failure.ErrIO, fmt.Errorf("%w with serial %q (%d other fastboot devices connected)", ErrNoDevice, serial, len(list)))
+	switch len(found) {
+	case 1:
+		return found[0], nil
+	case 0:
+		return DeviceInfo{}, failure.Kinded(failure.ErrIO, fmt.Errorf("%w with serial %q (%d other fastboot devices connected)", ErrNoDevice, serial, len(list)))
+	}
+	var ports []string
+	for _, d := range found {
+		ports = append(ports, d.Location())
+	}
+	return DeviceInfo{}, failure.Kinded(failure.ErrUsage, fmt.Errorf("usb: %d phones answer to serial %q, at %s: name each by the port it is plugged in (--serial %s)", len(found), serial, strings.Join(ports, ", "), ports[0]))
 }

@@ -2,8 +2,11 @@ package usb
 
 import (
 	"errors"
+	"fmt"
+	"math/rand"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/romforge/romforge/internal/failure"
@@ -110,6 +113,46 @@ func TestListSysfs(t *testing.T) {
 	}
 	if _, err := pick(nil, ""); !errors.Is(err, ErrNoDevice) {
 		t.Errorf("pick from none: %v", err)
+	}
+}
+
+// Phones that share a serial, or report none, are still each reachable: Names gives every device a name
+// that picks it and no other, and a serial that several devices answer to is refused rather than guessed.
+func TestNamesPickEachDevice(t *testing.T) {
+	rng := rand.New(rand.NewSource(7))
+	serials := []string{"", "0123456789ABCDEF", "abc", "usb:9-9", "usb:1-1.0", "x"}
+	for round := range 500 {
+		n := 1 + rng.Intn(8)
+		list := make([]DeviceInfo, n)
+		for i := range list {
+			// Distinct ports (a port holds one device), serials drawn from a small pool so they collide.
+			list[i] = DeviceInfo{Serial: serials[rng.Intn(len(serials))], SysfsName: fmt.Sprintf("%d-%d.%d", 1+i%3, 1+i, rng.Intn(4)), Bus: 1 + i%3, Address: 2 + i}
+		}
+		names := Names(list)
+		seen := map[string]bool{}
+		for i, name := range names {
+			if seen[name] {
+				t.Fatalf("round %d: name %q given twice: %q for %+v", round, name, names, list)
+			}
+			seen[name] = true
+			d, err := pick(list, name)
+			if err != nil || d.SysfsName != list[i].SysfsName {
+				t.Fatalf("round %d: pick(%q) = %+v, %v; want the device at %s", round, name, d, err, list[i].SysfsName)
+			}
+		}
+		count := map[string]int{}
+		for _, d := range list {
+			count[d.Serial]++
+		}
+		for s, c := range count {
+			if s == "" || c < 2 || strings.HasPrefix(s, PortPrefix) { // a usb: name means a port first
+				continue
+			}
+			_, err := pick(list, s)
+			if !errors.Is(err, failure.ErrUsage) || !strings.Contains(err.Error(), "--serial usb:") {
+				t.Fatalf("round %d: serial %q shared by %d phones: pick gave %v, want a refusal naming the ports", round, s, c, err)
+			}
+		}
 	}
 }
 
