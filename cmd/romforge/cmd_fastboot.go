@@ -138,10 +138,12 @@ func runFastbootDevices(c *cli.Context) error {
 		e.logf("no fastboot devices on USB (network devices are reached with --serial tcp:HOST:PORT)")
 		return nil
 	}
+	// NAME is what --serial takes: the serial, or usb:PORT for phones that share one or have none.
+	names := usb.Names(list)
 	tw := e.table()
-	fmt.Fprintln(tw, e.bold("SERIAL\tUSB ID\tBUS/ADDR\tPRODUCT"))
-	for _, d := range list {
-		fmt.Fprintf(tw, "%s\t%04x:%04x\t%03d/%03d\t%s\n", d.Serial, d.VendorID, d.ProductID, d.Bus, d.Address, d.Product)
+	fmt.Fprintln(tw, e.bold("NAME\tSERIAL\tPORT\tUSB ID\tBUS/ADDR\tPRODUCT"))
+	for i, d := range list {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%04x:%04x\t%03d/%03d\t%s\n", names[i], d.Serial, d.Location(), d.VendorID, d.ProductID, d.Bus, d.Address, d.Product)
 	}
 	return tw.Flush()
 }
