@@ -35,6 +35,9 @@ type Device struct {
 	// Super describes the dynamic-partitions container when Dynamic.
 	Super        *Super       `yaml:"super" json:"super"`
 	Partitions   []Partition  `yaml:"partitions" json:"partitions"`
+	// Table says where the sizes of the physical partitions come from; nil when only the partitions
+	// romforge writes are known (a flash then relies on the phone's own partition-size answers).
+	Table        *Table       `yaml:"table" json:"table,omitempty"`
 	AntiRollback AntiRollback `yaml:"anti_rollback" json:"anti_rollback"`
 	// MaxDownloadSize is the bootloader's typical max-download-size in bytes.
 	MaxDownloadSize int64    `yaml:"max_download_size" json:"max_download_size"`
@@ -76,6 +79,19 @@ type Partition struct {
 	// NoSlot marks a partition an A/B phone has once, without _a/_b (userdata, persist, misc,
 	// modemst1, …): has-slot answers no and it is written under its bare name.
 	NoSlot bool `yaml:"no_slot" json:"no_slot,omitempty"`
+}
+
+// Table is the provenance of a device's partition list.
+type Table struct {
+	// From is the kind of record: getvar (the bootloader's own getvar all answers), partition.xml or
+	// rawprogram (the firmware's Qualcomm layout), scatter (MediaTek's layout), gpt (a phone's
+	// partition listing).
+	From string `yaml:"from" json:"from"`
+	// Source cites it: a URL, or owner/repo/path@commit.
+	Source string `yaml:"source" json:"source"`
+	// Complete says every physical partition of that record is listed with its size. Sizes that grow to
+	// fill the storage (userdata on a layout file) are the phone's to answer and may be absent.
+	Complete bool `yaml:"complete" json:"complete"`
 }
 
 // AntiRollback says whether and how the bootloader enforces anti-rollback.
@@ -262,6 +278,7 @@ var (
 	codenameRE   = regexp.MustCompile(`^[a-z0-9_]+$`)
 	sourceNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
 	fsKinds      = map[string]bool{"ext4": true, "erofs": true, "f2fs": true, "raw": true}
+	tableKinds   = map[string]bool{"getvar": true, "partition.xml": true, "rawprogram": true, "scatter": true, "gpt": true}
 )
 
 func (d *Device) validate() error {
@@ -328,6 +345,25 @@ func (d *Device) validate() error {
 		}
 		if p.NoSlot && p.Logical {
 			bad("partition %s: logical partitions of an A/B device are slotted; drop no_slot", p.Name)
+		}
+	}
+	if t := d.Table; t != nil {
+		if !tableKinds[t.From] {
+			bad("table.from %q must be one of getvar, partition.xml, rawprogram, scatter, gpt", t.From)
+		}
+		if t.Source == "" {
+			bad("table.source is required: cite where the partition sizes come from")
+		}
+		for _, p := range d.Partitions {
+			if t.Complete && !p.Logical && p.Size == 0 {
+				bad("partition %s has no size but table.complete says every partition is sized", p.Name)
+			}
+			if d.AB && (strings.HasSuffix(p.Name, "_a") || strings.HasSuffix(p.Name, "_b")) {
+				bad("partition %s: list a slotted partition once, without its _a/_b suffix", p.Name)
+			}
+			if p.Name == "super" && d.Super != nil && d.Super.Size > 0 && p.Size != d.Super.Size {
+				bad("partition super is %d bytes in the table but super.size says %d", p.Size, d.Super.Size)
+			}
 		}
 	}
 	switch d.AntiRollback.Var {

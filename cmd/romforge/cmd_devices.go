@@ -117,7 +117,14 @@ func runDevicesShow(c *cli.Context) error {
 	for _, id := range d.USBIDs {
 		fmt.Fprintf(w, "  usb id:         %04x:%04x\n", uint16(id.Vendor), uint16(id.Product))
 	}
-	fmt.Fprintln(w, "  partitions:")
+	switch t := d.Table; {
+	case t == nil:
+		fmt.Fprintln(w, "  partitions:     the ones romforge writes (no full table is known; the phone's own sizes are used)")
+	case t.Complete:
+		fmt.Fprintf(w, "  partitions:     full table, from %s: %s\n", t.From, t.Source)
+	default:
+		fmt.Fprintf(w, "  partitions:     partial table, from %s: %s\n", t.From, t.Source)
+	}
 	tw := e.table()
 	for _, p := range d.Partitions {
 		size := "-"
@@ -125,8 +132,13 @@ func runDevicesShow(c *cli.Context) error {
 			size = fmt.Sprint(p.Size)
 		}
 		kind := "physical"
-		if p.Logical {
+		switch {
+		case p.Logical:
 			kind = "logical (" + p.Group + ")"
+		case d.AB && p.NoSlot:
+			kind = "physical, no slot"
+		case d.AB:
+			kind = "physical, _a and _b"
 		}
 		fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\n", p.Name, p.FS, size, kind)
 	}
