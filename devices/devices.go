@@ -33,8 +33,8 @@ type Device struct {
 	AB       bool     `yaml:"ab" json:"ab"`
 	Dynamic  bool     `yaml:"dynamic" json:"dynamic"`
 	// Super describes the dynamic-partitions container when Dynamic.
-	Super        *Super       `yaml:"super" json:"super"`
-	Partitions   []Partition  `yaml:"partitions" json:"partitions"`
+	Super      *Super      `yaml:"super" json:"super"`
+	Partitions []Partition `yaml:"partitions" json:"partitions"`
 	// Table says where the sizes of the physical partitions come from; nil when only the partitions
 	// romforge writes are known (a flash then relies on the phone's own partition-size answers).
 	Table        *Table       `yaml:"table" json:"table,omitempty"`
@@ -92,6 +92,8 @@ type Table struct {
 	// Complete says every physical partition of that record is listed with its size. Sizes that grow to
 	// fill the storage (userdata on a layout file) are the phone's to answer and may be absent.
 	Complete bool `yaml:"complete" json:"complete"`
+	// Origin is the user catalog file that added the table, "" for the builtin one.
+	Origin string `yaml:"-" json:"origin,omitempty"`
 }
 
 // AntiRollback says whether and how the bootloader enforces anti-rollback.
@@ -163,6 +165,9 @@ func (d *Device) Source(name string) (Source, bool) {
 	}
 	return Source{}, false
 }
+
+// MediaTek says the phone has a MediaTek SoC, whose bootloader (lk) answers sizes in hex without 0x.
+func (d *Device) MediaTek() bool { return strings.HasPrefix(d.SoC, "MediaTek") }
 
 // BlockPrefix is the by-name folder of the device's partitions, for recovery scripts.
 func (d *Device) BlockPrefix() string {

@@ -104,6 +104,27 @@ func parseSize(s string) (int64, bool) {
 	return n, n >= 0
 }
 
+// partitionSize reads a partition-size answer. Qualcomm's ABL and AOSP's fastbootd answer 0x-hex, but
+// MediaTek's lk answers hex without the 0x ("2000000" is a 32 MiB boot), so digits alone are ambiguous.
+// They are read as hex when they match the catalog's size that way, or the phone is a MediaTek one;
+// otherwise as decimal, the smaller reading, so that a doubt can only refuse an image, never pass one
+// that does not fit.
+func partitionSize(answer string, catalog int64, mediatek bool) (int64, bool) {
+	s := strings.TrimSpace(answer)
+	if s == "" || strings.HasPrefix(s, "0x") || strings.HasPrefix(s, "0X") || strings.ContainsAny(s, "abcdefABCDEF") {
+		return parseSize(s)
+	}
+	hex, errHex := strconv.ParseInt(s, 16, 64)
+	dec, errDec := strconv.ParseInt(s, 10, 64)
+	switch {
+	case errHex == nil && (mediatek || catalog > 0 && hex == catalog):
+		return hex, hex >= 0
+	case errDec == nil:
+		return dec, dec >= 0
+	}
+	return 0, false
+}
+
 // imageSize returns the expanded size of a raw or sparse image file.
 func imageSize(path string) (int64, error) {
 	img, c, err := sparse.Open(path)
@@ -362,9 +383,13 @@ func (c *checker) withSlot(part string) []string {
 
 // fits refuses an image bigger than its partition, by the size the phone reports or else the catalog's.
 func (c *checker) fits(part string, size int64) {
-	psz, ok := parseSize(getvar(c.ctx, c.d, "partition-size:"+part))
+	cp, found := c.p.Device.Partition(part) // A-only phones may name partitions xbl_a literally
+	if !found {
+		cp, found = c.p.Device.Partition(baseName(part))
+	}
+	psz, ok := partitionSize(getvar(c.ctx, c.d, "partition-size:"+part), cp.Size, c.p.Device.MediaTek())
 	if !ok {
-		if cp, found := c.p.Device.Partition(baseName(part)); found && cp.Size > 0 {
+		if found && cp.Size > 0 {
 			psz, ok = cp.Size, true
 			c.notes = append(c.notes, fmt.Sprintf("%s: size from the catalog (%d), the device did not report it", part, cp.Size))
 		}

@@ -506,6 +506,9 @@ func (d *Device) getvar(name string) (string, bool) {
 	}
 	if p, ok := strings.CutPrefix(name, "partition-size:"); ok {
 		if pi, _, ok := d.lookup(p); ok {
+			if d.dev.MediaTek() && !st.Userspace {
+				return fmt.Sprintf("%x", pi.size), true // lk's style: hex without 0x
+			}
 			return fmt.Sprintf("0x%x", pi.size), true
 		}
 		return "", false

@@ -296,7 +296,7 @@ func TestOurClient(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if vars["product"] != "begonia" || vars["rollback_ver"] != "3" || vars["partition-size:boot"] != "0x4000000" /* 64 MiB, begonia's scatter file */ || vars["has-slot:boot"] != "no" {
+			if vars["product"] != "begonia" || vars["rollback_ver"] != "3" || vars["partition-size:boot"] != "4000000" /* 64 MiB (scatter file), in lk's hex without 0x */ || vars["has-slot:boot"] != "no" {
 				t.Fatalf("getvar all: %v", vars)
 			}
 			if _, err := c.GetVar(ctx, "slot-count"); !errors.As(err, new(*fastboot.RemoteError)) {

@@ -33,7 +33,11 @@ func TestServesEveryCatalogPartition(t *testing.T) {
 			}
 			for _, n := range names {
 				v, ok := d.Var("partition-size:" + n)
-				size, err := strconv.ParseInt(v, 0, 64)
+				base := 0
+				if dev.MediaTek() { // lk answers hex without 0x
+					base = 16
+				}
+				size, err := strconv.ParseInt(v, base, 64)
 				if !ok || err != nil || size <= 0 || (p.Size > 0 && size != p.Size) {
 					t.Errorf("%s: partition-size:%s = %q %v, catalog %d", name, n, v, ok, p.Size)
 				}
