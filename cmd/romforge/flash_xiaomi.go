@@ -105,6 +105,11 @@ func loadXiaomiPlan(target string, d *devices.Device, o planOptions) (*plan.Plan
 		case xiaomi.OpFlash:
 			st.Image = filepath.Join(root, filepath.FromSlash(s.Image))
 			st.Partition = strings.TrimSuffix(s.Partition, "_ab")
+			// "flash xbl_a": one slot on an A/B phone, or a partition whose name ends in _a on an A-only
+			// one (SDM845's firmware copies). Either way the script named that exact partition.
+			if s.Slot == "a" || s.Slot == "b" {
+				st.Partition = s.Partition + "_" + s.Slot
+			}
 			if s.Slot == "all" && p.Slot == "" && d.AB {
 				p.Slot = "all"
 			}

@@ -23,7 +23,8 @@ func TestXiaomiPlanWipeFlag(t *testing.T) {
 	}{
 		{"spes", "userdata metadata"},
 		{"armani", "userdata cache"},
-		{"raphael", "userdata cache"}, // A-only, no dynamic partitions, lists cache
+		{"raphael", "userdata cache metadata"}, // A-only, no dynamic partitions; its table lists cache and metadata
+		{"davinci", "userdata cache"},          // A-only; its (partial) table lists cache, no metadata
 	} {
 		d, _ := cat.Lookup(tc.device)
 		dir := t.TempDir()
@@ -53,6 +54,41 @@ func TestXiaomiPlanWipeFlag(t *testing.T) {
 		}
 		if got := erases(p); got != "" || !strings.Contains(strings.Join(p.Notes, "\n"), "fastboot -w") {
 			t.Errorf("%s keeping data: erases %q, notes %q", tc.device, got, p.Notes)
+		}
+	}
+}
+
+// A script that names one slot (flash boot_b) keeps that slot on an A/B phone, and on an A-only phone
+// whose firmware partitions are named xbl_a/xbl_b (SDM845) the name is the partition itself.
+func TestXiaomiPlanExplicitSlotNames(t *testing.T) {
+	cat, err := loadCatalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ device, line, want string }{
+		{"spes", "flash boot_b", "boot_b"},
+		{"spes", "flash boot_ab", "boot"},
+		{"beryllium", "flash xbl_a", "xbl_a"},
+		{"beryllium", "flash boot", "boot"},
+	} {
+		d, _ := cat.Lookup(tc.device)
+		dir := t.TempDir()
+		os.MkdirAll(filepath.Join(dir, "images"), 0o755)
+		os.WriteFile(filepath.Join(dir, "images", "x.img"), []byte("X"), 0o644)
+		script := "fastboot $* getvar product 2>&1 | grep \"^product: *" + d.Products[0] + "\"\nfastboot $* " + tc.line + " `dirname $0`/images/x.img\n"
+		os.WriteFile(filepath.Join(dir, "flash_all.sh"), []byte(script), 0o755)
+		p, ok, err := loadXiaomiPlan(dir, d, planOptions{})
+		if err != nil || !ok {
+			t.Fatalf("%s: %v %v", tc.line, ok, err)
+		}
+		var got []string
+		for _, s := range p.Steps {
+			if s.Op == plan.OpFlash {
+				got = append(got, s.Partition)
+			}
+		}
+		if strings.Join(got, " ") != tc.want {
+			t.Errorf("%s on %s: flashes %q, want %q", tc.line, tc.device, got, tc.want)
 		}
 	}
 }

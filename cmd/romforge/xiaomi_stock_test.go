@@ -50,7 +50,8 @@ func writeStockROM(t *testing.T, d *devices.Device, seed int64, anti int) stockR
 	r := stockROM{Root: root, Images: map[string]string{}, Slotted: map[string]bool{}}
 	var sh, bat []string
 	for _, p := range d.Partitions {
-		if p.Logical || p.Size <= 0 || ownedByPhone[p.Name] || strings.HasSuffix(p.Name, "bak") {
+		// super is written below as a real super image; ALIGN_TO_128K_* are the layout's padding.
+		if p.Logical || p.Size <= 0 || ownedByPhone[p.Name] || strings.HasSuffix(p.Name, "bak") || p.Name == "super" || strings.HasPrefix(p.Name, "ALIGN_TO") {
 			continue
 		}
 		// Firmware ships as .elf/.mbn/.bin in real ROMs; the name does not matter to the flash.
