@@ -47,7 +47,8 @@ func Default() (*Catalog, error) {
 // WithUser returns a new catalog: c plus the *.yaml files of fsys (origin names them in messages
 // and in each entry's Origin). A file is either a whole device, loaded as strictly as the embedded
 // ones and not allowed to reuse a known codename or alias, or an addition to a known device with only
-// `codename:` and `sources:`, whose sources are appended after the device's own (names must not clash).
+// `codename:`, `sources:` (appended after the device's own; names must not clash) and a partition table
+// (`partitions:` with `table:`, merged into the device's partitions).
 // c itself is not modified.
 func (c *Catalog) WithUser(fsys fs.FS, origin string) (*Catalog, error) {
 	names, err := fs.Glob(fsys, "*.yaml")
@@ -83,6 +84,17 @@ func (c *Catalog) WithUser(fsys fs.FS, origin string) (*Catalog, error) {
 				s.Origin = where
 				d.Sources = append(d.Sources, s)
 			}
+			if add.Table != nil || len(add.Partitions) > 0 {
+				if add.Table == nil {
+					return nil, userErr(fmt.Errorf("%s: partitions need a table: entry saying where their sizes come from ('romforge devices table' writes both)", where))
+				}
+				add.Table.Origin = where
+				merged, err := d.WithTable(add.Partitions, add.Table)
+				if err != nil {
+					return nil, userErr(fmt.Errorf("%s: %w", where, err))
+				}
+				*d = *merged
+			}
 			probe := *d
 			probe.file = ""
 			if err := probe.validate(); err != nil {
@@ -111,10 +123,13 @@ func userErr(err error) error {
 	return failure.Kinded(failure.ErrInvalid, fmt.Errorf("user catalog: %w (fix or remove the file)", err))
 }
 
-// addition is a user file that only adds sources to a known device.
+// addition is a user file that adds to a known device: sources, and a partition table (a shop's
+// phones' own getvar all answers, as 'romforge devices table' writes them).
 type addition struct {
-	Codename string   `yaml:"codename"`
-	Sources  []Source `yaml:"sources"`
+	Codename   string      `yaml:"codename"`
+	Sources    []Source    `yaml:"sources"`
+	Partitions []Partition `yaml:"partitions"`
+	Table      *Table      `yaml:"table"`
 }
 
 // parseAddition decodes b strictly as an addition when its top-level keys are only codename and
@@ -125,7 +140,13 @@ func parseAddition(where string, b []byte) (addition, bool, error) {
 		return addition{}, false, fmt.Errorf("%s: %v", where, strings.TrimPrefix(err.Error(), "yaml: "))
 	}
 	for k := range top {
-		if k != "codename" && k != "sources" {
+		if k != "codename" && k != "sources" && k != "partitions" && k != "table" {
+			return addition{}, false, nil
+		}
+	}
+	// A whole device has partitions too; an addition of a table has no other device fields.
+	if _, ok := top["partitions"]; ok {
+		if _, ok := top["table"]; !ok {
 			return addition{}, false, nil
 		}
 	}
@@ -138,8 +159,8 @@ func parseAddition(where string, b []byte) (addition, bool, error) {
 		}
 		return a, false, fmt.Errorf("%s: %v", where, strings.TrimPrefix(err.Error(), "yaml: "))
 	}
-	if a.Codename == "" || len(a.Sources) == 0 {
-		return a, false, fmt.Errorf("%s: an addition needs codename and at least one source", where)
+	if a.Codename == "" || len(a.Sources) == 0 && a.Table == nil {
+		return a, false, fmt.Errorf("%s: an addition needs codename and at least one source or a partition table", where)
 	}
 	return a, true, nil
 }

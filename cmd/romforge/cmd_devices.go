@@ -2,11 +2,17 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/romforge/romforge/devices"
+	"github.com/romforge/romforge/flash/fastboot"
+	"github.com/romforge/romforge/internal/failure"
+	"github.com/romforge/romforge/internal/safeio"
 )
 
 func init() {
@@ -19,6 +25,16 @@ func init() {
 			Usage:     "show one device (codename, alias or marketing name, case-insensitive)",
 			ArgsUsage: "NAME",
 			Action:    runDevicesShow,
+		}, {
+			Name:      "table",
+			Usage:     "read a phone's partition table (its bootloader's getvar all) into a user catalog file, and say where it differs from the catalog",
+			ArgsUsage: "NAME",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "serial", Aliases: []string{"s"}, EnvVars: []string{"ANDROID_SERIAL"}, Usage: "read it from this phone, in its bootloader (USB serial, usb:PORT, tcp:HOST[:PORT], udp:HOST[:PORT])"},
+				&cli.StringFlag{Name: "getvar", Usage: "read it from a saved 'fastboot getvar all 2>&1' transcript (or romforge's --json of it); - for stdin"},
+				&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the file here, e.g. into the user catalog folder ($XDG_CONFIG_HOME/romforge/devices); default: stdout"},
+			},
+			Action: runDevicesTable,
 		}},
 	})
 }
@@ -28,6 +44,9 @@ func init() {
 func originOf(d *devices.Device) string {
 	if d.Origin != "builtin" {
 		return "user"
+	}
+	if d.Table != nil && d.Table.Origin != "" {
+		return "builtin+user"
 	}
 	for _, s := range d.Sources {
 		if s.Origin != "builtin" {
@@ -167,4 +186,95 @@ func runDevicesShow(c *cli.Context) error {
 		fmt.Fprintf(w, "  notes: %s\n", d.Notes)
 	}
 	return nil
+}
+
+func runDevicesTable(c *cli.Context) error {
+	if err := needArgs(c, 1, -1, "a device name"); err != nil {
+		return err
+	}
+	e := envOf(c)
+	cat, err := loadCatalog()
+	if err != nil {
+		return err
+	}
+	d, err := cat.Lookup(strings.Join(c.Args().Slice(), " "))
+	if err != nil {
+		return err
+	}
+	var vars map[string]string
+	var source string
+	switch path, serial := c.String("getvar"), c.String("serial"); {
+	case path != "" && serial != "":
+		return usagef("devices table: --getvar and --serial are two ways to read one table: give one")
+	case path == "-":
+		if vars, err = fastboot.ParseGetvarDump(e.stdin); err != nil {
+			return err
+		}
+		source = "getvar all read from stdin"
+	case path != "":
+		f, err := os.Open(path)
+		if err != nil {
+			return failure.Kinded(failure.ErrIO, fmt.Errorf("devices table: %w", err))
+		}
+		defer f.Close()
+		if vars, err = fastboot.ParseGetvarDump(f); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		source = "getvar all saved in " + filepath.Base(path)
+	default:
+		cl, err := dialClient(e.ctx, serial)
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		if vars, err = cl.GetVarAll(e.ctx); err != nil {
+			return err
+		}
+		source = "getvar all of a phone"
+	}
+	parts, err := devices.TableFromVars(d, vars)
+	if err != nil {
+		return err
+	}
+	if bl := vars["version-bootloader"]; bl != "" {
+		source += ", bootloader " + bl
+	}
+	source += ", " + time.Now().UTC().Format("2006-01-02")
+	tab := &devices.Table{From: "getvar", Source: source, Complete: true}
+	// Merged as the user catalog would merge it: a table that breaks the catalog's rules is refused now,
+	// not on every later command.
+	if _, err := d.WithTable(parts, tab); err != nil {
+		return failure.Kinded(failure.ErrInvalid, fmt.Errorf("devices table: the phone's table does not fit %s's catalog entry: %w", d.Codename, err))
+	}
+	diffs := d.DiffTable(parts)
+	file := devices.TableFile(d.Codename, parts, tab)
+	out := c.String("output")
+	if out != "" {
+		if err := safeio.WriteFile(out, file, 0o666); err != nil {
+			return failure.Kinded(failure.ErrIO, fmt.Errorf("devices table: %w", err))
+		}
+	}
+	if e.json {
+		if diffs == nil {
+			diffs = []devices.TableDiff{}
+		}
+		return e.printJSON(map[string]any{"codename": d.Codename, "partitions": parts, "table": tab, "differences": diffs, "output": out})
+	}
+	for _, df := range diffs {
+		switch {
+		case df.Catalog == 0 && df.Table > 0:
+			e.logf("%s: %d bytes on the phone; the catalog has no size for it", df.Partition, df.Table)
+		case df.Table == 0:
+			e.logf("%s: in the catalog (%d bytes) but not reported by the phone", df.Partition, df.Catalog)
+		default:
+			e.logf("%s: %d bytes on the phone, %d in the catalog", df.Partition, df.Table, df.Catalog)
+		}
+	}
+	e.logf("%d partitions, %d differences from the catalog", len(parts), len(diffs))
+	if out != "" {
+		e.logf("wrote %s", out)
+		return nil
+	}
+	_, err = e.stdout.Write(file)
+	return err
 }

@@ -27,6 +27,7 @@ var examples = map[string][]string{
 	"demo":             {"romforge demo", "romforge demo --keep /tmp/romforge-demo"},
 	"devices":          {"romforge devices", "romforge devices show 'redmi 1s' --json"},
 	"devices show":     {"romforge devices show armani", "romforge devices show 'POCO F3' --json"},
+	"devices table":    {"romforge devices table vayu --serial 0123abcd -o ~/.config/romforge/devices/vayu-table.yaml", "romforge devices table begonia --getvar getvar-all.txt", "romforge devices table begonia --getvar - --json"},
 	"doctor":           {"romforge doctor", "romforge doctor --json"},
 	"emulate":          {"romforge emulate --device alioth --listen tcp:127.0.0.1:5554 --state /tmp/phone", "romforge emulate --device armani --listen udp:127.0.0.1:5554 --state /tmp/phone --locked"},
 	"fastboot":         {"romforge fastboot devices", "romforge fastboot getvar product --serial tcp:127.0.0.1:5554"},

@@ -129,6 +129,8 @@ func TestJSONContract(t *testing.T) {
 		{name: "devices", args: []string{"devices"}},
 		{name: "devices show", args: []string{"devices", "show", "armani"}},
 		{name: "devices show unknown", args: []string{"devices", "show", "nosuchphone"}, codes: []int{2}, err: true},
+		{name: "devices table", args: []string{"devices", "table", "armani", "--serial", phone, "-o", out("armani-table.yaml")}},
+		{name: "devices table wrong phone", args: []string{"devices", "table", "vayu", "--serial", phone}, codes: []int{3}, err: true},
 		{name: "doctor", args: []string{"doctor"}, codes: []int{0, 1}},
 		{name: "patches list", args: []string{"patches", "list"}},
 		{name: "patches show", args: []string{"patches", "show", "xiaomi-hardened"}},
