@@ -97,6 +97,12 @@ type BatchOptions struct {
 	// ReconnectTimeout bounds the wait for a phone rebooting into fastbootd (default 90 s).
 	ReconnectTimeout time.Duration
 
+	// Parallel caps how many phones are worked on at once (0: all of them). A hub shares one USB link
+	// and usbcore one buffer budget among its phones; the others wait, shown as waiting.
+	Parallel int
+
+	// slots hold the Parallel tokens; Batch and Station set it.
+	slots chan struct{}
 	// claims keep one phone reached under two names from being written by two connections at once.
 	// Batch and Station set it.
 	claims *claims
@@ -210,7 +216,11 @@ func reasons(err error) []string {
 // returns its result. It never returns an error: every outcome is a row (a batch goes on with the
 // other phones).
 func FlashPhone(ctx context.Context, serial string, cands []Candidate, opt BatchOptions) Status {
-	ph := &phone{opt: opt, st: Status{Serial: serial, Transport: Transport(serial), State: StateConnecting, Started: time.Now().UTC(), ETA: -1}}
+	first := StateConnecting
+	if opt.slots != nil {
+		first = StateWaiting
+	}
+	ph := &phone{opt: opt, st: Status{Serial: serial, Transport: Transport(serial), State: first, Started: time.Now().UTC(), ETA: -1}}
 	if opt.LogDir != "" {
 		path := filepath.Join(opt.LogDir, LogName(serial))
 		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -244,6 +254,21 @@ func FlashPhone(ctx context.Context, serial string, cands []Candidate, opt Batch
 		return st
 	}
 
+	if opt.slots != nil {
+		// Waiting (the row's first state) until one of the --parallel slots is free.
+		select {
+		case opt.slots <- struct{}{}:
+		default:
+			ph.logf("waiting: %d phones are being flashed (--parallel)", cap(opt.slots))
+			select {
+			case opt.slots <- struct{}{}:
+			case <-ctx.Done():
+				return finish(ResultSkipped, nil, "stopped before its turn came (--parallel): nothing was done")
+			}
+		}
+		defer func() { <-opt.slots }()
+		ph.update(func(s *Status) { s.State = StateConnecting })
+	}
 	if opt.Dial == nil {
 		return finish(ResultFailed, nil, "no fastboot transport in this build")
 	}
@@ -422,6 +447,9 @@ func Batch(ctx context.Context, serials []string, cands []Candidate, opt BatchOp
 	start := time.Now()
 	if opt.claims == nil {
 		opt.claims = &claims{}
+	}
+	if opt.slots == nil && opt.Parallel > 0 {
+		opt.slots = make(chan struct{}, opt.Parallel)
 	}
 	res := make([]Status, len(serials))
 	if opt.Observe != nil {

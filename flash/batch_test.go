@@ -475,3 +475,36 @@ func TestBatchSharedSerialno(t *testing.T) {
 		})
 	}
 }
+
+// With Parallel N, no more than N phones are past waiting at any moment, and every phone is flashed.
+func TestBatchParallelLimit(t *testing.T) {
+	rng := rand.New(rand.NewPCG(18, 19))
+	cands := []flash.Candidate{pairsCandidate(t, "armani", rng)}
+	var serials []string
+	for range 5 {
+		serials = append(serials, serveBatchPhone(t, "armani", "tcp", emulator.Options{}).serial)
+	}
+	var mu sync.Mutex
+	state := map[string]string{}
+	most := 0
+	observe := func(st flash.Status) {
+		mu.Lock()
+		defer mu.Unlock()
+		state[st.Serial] = st.State
+		active := 0
+		for _, s := range state {
+			if s != flash.StateWaiting && !(flash.Status{State: s}).Finished() {
+				active++
+			}
+		}
+		most = max(most, active)
+	}
+	sum := flash.Batch(context.Background(), serials, cands, flash.BatchOptions{Dial: dialBatch, Parallel: 2, Observe: observe})
+	if sum.OK != len(serials) {
+		t.Fatalf("%+v", sum.Phones)
+	}
+	if most > 2 || most == 0 {
+		t.Fatalf("at most %d phones active at once, want 1 or 2", most)
+	}
+	t.Logf("at most %d of %d phones active at once", most, len(serials))
+}

@@ -50,6 +50,9 @@ func Station(ctx context.Context, opt StationOptions) *Summary {
 	if opt.Batch.claims == nil {
 		opt.Batch.claims = &claims{}
 	}
+	if opt.Batch.slots == nil && opt.Batch.Parallel > 0 {
+		opt.Batch.slots = make(chan struct{}, opt.Batch.Parallel)
+	}
 	sum := &Summary{}
 	var (
 		mu       sync.Mutex

@@ -75,6 +75,7 @@ func init() {
 		Flags: append([]cli.Flag{
 			&cli.StringSliceFlag{Name: "serial", Aliases: []string{"s"}, EnvVars: []string{"ANDROID_SERIAL"}, Usage: "phone: USB serial (or usb:SERIAL), tcp:HOST[:PORT] or udp:HOST[:PORT] (as fastboot -s); repeat it, or give a comma list, to flash several at once"},
 			&cli.BoolFlag{Name: "all", Usage: "flash every fastboot phone on USB, plus any --serial, concurrently (shops)"},
+			&cli.IntFlag{Name: "parallel", Usage: "with several phones: at most N flashed at once, the others wait (0: all at once)"},
 			&cli.StringFlag{Name: "device", Aliases: []string{"d"}, Usage: "catalog device (needed for PARTITION=IMAGE pairs)"},
 			&cli.StringFlag{Name: "slot", Usage: "a, b, all or other (A/B devices; default: the inactive slot, then activate it)"},
 			&cli.BoolFlag{Name: "wipe", Usage: "erase userdata and metadata too (a Xiaomi fastboot ROM keeps user data without it)"},

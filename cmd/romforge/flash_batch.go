@@ -119,6 +119,10 @@ func runFlashBatch(c *cli.Context, e *env) error {
 		JournalDir: filepath.Join(e.cache, "journals"),
 		Resume:     c.Bool("resume"),
 		Catalog:    cat,
+		Parallel:   c.Int("parallel"),
+	}
+	if opt.Parallel < 0 {
+		return usagef("flash: --parallel %d: give 0 (all at once) or how many phones at a time", opt.Parallel)
 	}
 
 	ctx, cancel := context.WithCancel(e.ctx)
