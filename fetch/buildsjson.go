@@ -103,7 +103,8 @@ func fileOf(f jsonFile, kind string) (File, bool) {
 	if name == "" || name == "." || name == "/" {
 		return File{}, false
 	}
-	return File{Name: name, URL: u, Size: num(f.Size), Checksum: jsonChecksum(f, kind)}, true
+	// The parsed form: a scheme written "httpS:" is still https, and is said so in plans and logs.
+	return File{Name: name, URL: pu.String(), Size: num(f.Size), Checksum: jsonChecksum(f, kind)}, true
 }
 
 // mainFile picks the flashable package among a build's files: the first .zip, else the first file.
