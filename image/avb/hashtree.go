@@ -1,6 +1,7 @@
 package avb
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"errors"
@@ -77,15 +78,28 @@ func computeHashtree(ctx context.Context, r io.ReaderAt, dataSize, imageSize, bl
 		task.Add(imageSize)
 		return h.Sum(nil), tree, nil
 	}
-	// level 0 from the image
+	// level 0 from the image. A block of zeros always has the same digest: free space and holes cost a
+	// comparison, not a hash, and the padding past dataSize is not even read.
+	zh := hash.New()
+	zh.Write(salt)
+	zh.Write(make([]byte, blockSize))
+	zero := zh.Sum(nil)
 	lvl0 := tree[lay.levelOffsets[0] : lay.levelOffsets[0]+lay.levelSizes[0]]
 	nblocks := imageSize / blockSize
 	err = parallelBlocks(ctx, nblocks, func(buf []byte, first, n int64) error {
+		out := lvl0[first*int64(lay.digestStride):]
+		if first*blockSize >= dataSize {
+			for i := range int(n) {
+				copy(out[i*lay.digestStride:], zero)
+			}
+			task.Add(n * blockSize)
+			return nil
+		}
 		b := buf[:n*blockSize]
 		if err := readZeroPadded(r, b, first*blockSize, dataSize); err != nil {
 			return err
 		}
-		hashBlocks(hash, salt, b, blockSize, lvl0[first*int64(lay.digestStride):], lay.digestStride)
+		hashBlocks(hash, salt, b, blockSize, out, lay.digestStride, zero)
 		task.Add(n * blockSize)
 		return nil
 	}, blockSize)
@@ -98,7 +112,7 @@ func computeHashtree(ctx context.Context, r io.ReaderAt, dataSize, imageSize, bl
 		dst := tree[lay.levelOffsets[i] : lay.levelOffsets[i]+lay.levelSizes[i]]
 		n := int64(len(src)) / blockSize
 		err := parallelBlocks(ctx, n, func(_ []byte, first, cnt int64) error {
-			hashBlocks(hash, salt, src[first*blockSize:(first+cnt)*blockSize], blockSize, dst[first*int64(lay.digestStride):], lay.digestStride)
+			hashBlocks(hash, salt, src[first*blockSize:(first+cnt)*blockSize], blockSize, dst[first*int64(lay.digestStride):], lay.digestStride, nil)
 			return nil
 		}, 0)
 		if err != nil {
@@ -112,24 +126,49 @@ func computeHashtree(ctx context.Context, r io.ReaderAt, dataSize, imageSize, bl
 	return h.Sum(nil), tree, nil
 }
 
-// hashBlocks writes H(salt || block) for each block of data into out at stride intervals.
-func hashBlocks(hash crypto.Hash, salt, data []byte, blockSize int64, out []byte, stride int) {
-	i := int64(0)
-	if n := int64(len(data)) / blockSize; n >= 2 && usePairs(hash, blockSize) {
+// hashBlocks writes H(salt || block) for each block of data into out at stride intervals. With zero (the
+// digest of a block of zeros) given, all-zero blocks get it without being hashed.
+func hashBlocks(hash crypto.Hash, salt, data []byte, blockSize int64, out []byte, stride int, zero []byte) {
+	n := int(int64(len(data)) / blockSize)
+	block := func(i int) []byte { return data[int64(i)*blockSize : int64(i+1)*blockSize] }
+	todo := make([]int, 0, n) // the blocks that need hashing
+	for i := range n {
+		if zero != nil && isZero(block(i)) {
+			copy(out[i*stride:], zero)
+			continue
+		}
+		todo = append(todo, i)
+	}
+	k := 0
+	if len(todo) >= 2 && usePairs(hash, blockSize) {
 		p := newPairHasher(salt, int(blockSize))
-		for ; i+1 < n; i += 2 {
-			o := int(i) * stride
-			p.sum(data[i*blockSize:(i+1)*blockSize], data[(i+1)*blockSize:(i+2)*blockSize], out[o:o+32], out[o+stride:o+stride+32])
+		for ; k+1 < len(todo); k += 2 {
+			a, b := todo[k]*stride, todo[k+1]*stride
+			p.sum(block(todo[k]), block(todo[k+1]), out[a:a+32], out[b:b+32])
 		}
 	}
 	h := hash.New()
-	for ; i*blockSize < int64(len(data)); i++ {
+	for ; k < len(todo); k++ {
 		h.Reset()
 		h.Write(salt)
-		h.Write(data[i*blockSize : (i+1)*blockSize])
-		o := int(i) * stride
+		h.Write(block(todo[k]))
+		o := todo[k] * stride
 		h.Sum(out[o:o]) // appends in place: out has room for the digest
 	}
+}
+
+// zeros is compared against, a 64 KiB page at a time (bytes.Equal runs at memory speed).
+var zeros [64 << 10]byte
+
+func isZero(b []byte) bool {
+	for len(b) > 0 {
+		n := min(len(b), len(zeros))
+		if !bytes.Equal(b[:n], zeros[:n]) {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
 }
 
 // parallelBlocks runs fn over [0, n) blocks in chunks of chunkBlocks, on GOMAXPROCS workers. Each
