@@ -99,16 +99,21 @@ func runDevices(c *cli.Context) error {
 	return tw.Flush()
 }
 
-func runDevicesShow(c *cli.Context) error {
+// deviceArg looks up the device the arguments name (a codename, alias or marketing name of several words).
+func deviceArg(c *cli.Context) (*devices.Device, error) {
 	if err := needArgs(c, 1, -1, "a device name"); err != nil {
-		return err
+		return nil, err
 	}
-	e := envOf(c)
 	cat, err := loadCatalog()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	d, err := cat.Lookup(strings.Join(c.Args().Slice(), " "))
+	return cat.Lookup(strings.Join(c.Args().Slice(), " "))
+}
+
+func runDevicesShow(c *cli.Context) error {
+	e := envOf(c)
+	d, err := deviceArg(c)
 	if err != nil {
 		return err
 	}
@@ -189,15 +194,8 @@ func runDevicesShow(c *cli.Context) error {
 }
 
 func runDevicesTable(c *cli.Context) error {
-	if err := needArgs(c, 1, -1, "a device name"); err != nil {
-		return err
-	}
 	e := envOf(c)
-	cat, err := loadCatalog()
-	if err != nil {
-		return err
-	}
-	d, err := cat.Lookup(strings.Join(c.Args().Slice(), " "))
+	d, err := deviceArg(c)
 	if err != nil {
 		return err
 	}
