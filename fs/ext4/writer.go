@@ -884,6 +884,9 @@ func (wr *writer) write(ctx context.Context, w io.WriterAt, l *layout) (*WriteRe
 	ibm := make([]byte, bs)
 	bbm := make([]byte, bs)
 	for g := uint64(0); g < l.groups; g++ {
+		if err := ctx.Err(); err != nil { // a large image has thousands of groups: Ctrl-C stops here too
+			return nil, err
+		}
 		gd := &l.gd[g]
 		start := l.first + g*l.bpg
 		n := min(l.bpg, l.blocks-start)
@@ -966,6 +969,9 @@ func (wr *writer) write(ctx context.Context, w io.WriterAt, l *layout) (*WriteRe
 	}
 	sbuf := make([]byte, sbSize)
 	for g := uint64(0); g < l.groups; g++ {
+		if err := ctx.Err(); err != nil { // a large image has thousands of groups: Ctrl-C stops here too
+			return nil, err
+		}
 		if !sb.hasSuper(g) {
 			continue
 		}
@@ -987,6 +993,9 @@ func (wr *writer) write(ctx context.Context, w io.WriterAt, l *layout) (*WriteRe
 	// Inode tables, one group at a time.
 	table := make([]byte, itBlocks*uint64(bs))
 	for g := uint64(0); g < l.groups; g++ {
+		if err := ctx.Err(); err != nil { // a large image has thousands of groups: Ctrl-C stops here too
+			return nil, err
+		}
 		clear(table)
 		for i := uint32(0); i < l.ipg; i++ {
 			ino := uint32(g)*l.ipg + i + 1
