@@ -32,9 +32,17 @@ for pkg in $(go list ./...); do
     echo "== $pkg $f ($T)"
     log=$(mktemp)
     status=ok
-    if ! go test -run='^$' -fuzz="^$f\$" -fuzztime="$T" -fuzzminimizetime="$minimize" -parallel=1 "$pkg" >"$log" 2>&1; then
+    # -timeout=0: the default 10m would end a 10m run at its own deadline.
+    if ! go test -run='^$' -fuzz="^$f\$" -fuzztime="$T" -fuzzminimizetime="$minimize" -parallel=1 -timeout=0 "$pkg" >"$log" 2>&1; then
       status=FAIL
-      cat "$log"
+      # Go 1.26's fuzz coordinator can report its own -fuzztime deadline as a failure when a worker is
+      # mid-call (go.dev/issue/75804, fixed in Go 1.27): that is not a crasher, and none is written.
+      if grep -q 'context deadline exceeded' "$log" && ! grep -q 'Failing input written' "$log"; then
+        status=ok
+        echo "   (the fuzz coordinator's deadline race, go.dev/issue/75804: no failing input)"
+      else
+        cat "$log"
+      fi
     fi
     execs=$(grep -o 'execs: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || echo 0)
     rm -f "$log"
