@@ -211,8 +211,10 @@ func TestInterruptEveryCommand(t *testing.T) {
 				t.Errorf("%s round %d (SIGINT after %v of ~%v): exit %d\n%s", tc.name, round, delay, full, code, o)
 			}
 			t.Logf("%s round %d: SIGINT (double: %v) after %v of ~%v: exit %d, %v later", tc.name, round, double, delay.Round(time.Millisecond), full.Round(time.Millisecond), code, after.Round(time.Millisecond))
-			if after > time.Second {
-				t.Errorf("%s round %d: exited %v after SIGINT (> 1 s)", tc.name, round, after)
+			// The promise is a second of romforge's own: on a machine so loaded that starting and ending
+			// the cheapest command takes a while itself, that time is allowed on top.
+			if limit := time.Second + startStop(t, bin, env); after > limit {
+				t.Errorf("%s round %d: exited %v after SIGINT (> %v: 1 s plus this machine's %v to start and end 'romforge version')", tc.name, round, after, limit.Round(time.Millisecond), (limit - time.Second).Round(time.Millisecond))
 			}
 			if bad := leftovers(t, work, tc.allowed); len(bad) > 0 {
 				t.Errorf("%s round %d (SIGINT after %v): left %q", tc.name, round, delay, bad)
@@ -237,6 +239,21 @@ func TestInterruptEveryCommand(t *testing.T) {
 	if interrupted < total/2 {
 		t.Errorf("only %d of %d runs were interrupted: the inputs are too small to test interruption", interrupted, total)
 	}
+}
+
+// startStop is how long this machine takes, right now, to start romforge, run its cheapest command and
+// see it exit: the share of an interrupted run's exit time that is the machine's load, not romforge.
+func startStop(t *testing.T, bin string, env []string) time.Duration {
+	t.Helper()
+	best := time.Duration(1<<63 - 1)
+	for range 2 {
+		t0 := time.Now()
+		if o, err := runProc(bin, env, []string{"version"}); err != nil {
+			t.Fatalf("romforge version: %v\n%s", err, o)
+		}
+		best = min(best, time.Since(t0))
+	}
+	return best
 }
 
 func runProc(bin string, env, args []string) ([]byte, error) {
