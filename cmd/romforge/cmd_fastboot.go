@@ -33,6 +33,13 @@ func init() {
 		// Phones sharing a serial get usb:PORT names, so each is flashed (and claimed) on its own.
 		return usb.Names(list), nil
 	}
+	listUSBPorts = func(ctx context.Context) ([]string, error) {
+		list, err := usb.List()
+		if err != nil {
+			return nil, err
+		}
+		return usb.Ports(list), nil
+	}
 
 	serialFlag := &cli.StringFlag{Name: "serial", Aliases: []string{"s"}, EnvVars: []string{"ANDROID_SERIAL"},
 		Usage: "device: USB serial, tcp:HOST[:PORT] or udp:HOST[:PORT] (as fastboot -s)"}

@@ -29,6 +29,10 @@ var dialDevice func(ctx context.Context, serial string) (flash.Device, io.Closer
 // listDevices returns the serials of connected fastboot devices (for --all).
 var listDevices func(ctx context.Context) ([]string, error)
 
+// listUSBPorts names the connected fastboot phones by USB port (for --watch: a name that stays the same
+// while the phone stays plugged in).
+var listUSBPorts func(ctx context.Context) ([]string, error)
+
 // planOptions are the flags that change which steps a loader plans (a Xiaomi ROM picks its script by
 // them).
 type planOptions struct {

@@ -164,7 +164,7 @@ func runFlashBatch(c *cli.Context, e *env) error {
 	if c.Bool("watch") {
 		sopt := flash.StationOptions{
 			Batch: opt, Candidates: cands, Serials: serials, SerialsFile: c.String("serials-file"),
-			ListUSB: listDevices,
+			ListUSB: listUSBPorts,
 			OnResult: func(s flash.Status, t flash.Tally) {
 				for _, f := range tallies {
 					f(t)

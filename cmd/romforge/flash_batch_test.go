@@ -238,9 +238,9 @@ func TestFlashBundlesFolderMixedPhones(t *testing.T) {
 	}
 
 	// Station mode: a seventh phone appended to the serials file is flashed, once.
-	saved := listDevices
-	listDevices = func(context.Context) ([]string, error) { return nil, nil }
-	defer func() { listDevices = saved }()
+	saved := listUSBPorts
+	listUSBPorts = func(context.Context) ([]string, error) { return nil, nil }
+	defer func() { listUSBPorts = saved }()
 	seventh, s7 := startEmulator(t, "armani", emulator.Options{})
 	file := filepath.Join(t.TempDir(), "serials")
 	os.WriteFile(file, []byte("# bench\n"), 0o644)

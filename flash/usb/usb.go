@@ -203,6 +203,23 @@ func Names(list []DeviceInfo) []string {
 	return out
 }
 
+// Ports names every device by the port it is plugged in (usb:1-2.3), or by its serial where the port is
+// unknown. A station watching for phones uses these: a phone keeps its name for as long as it stays
+// plugged in, whatever phones come and go beside it (with Names, a phone's name would change from its
+// serial to its port when a second phone with the same serial appeared, and the station would take it
+// for a new phone).
+func Ports(list []DeviceInfo) []string {
+	out := make([]string, 0, len(list))
+	for _, d := range list {
+		if d.SysfsName == "" {
+			out = append(out, d.Serial)
+		} else {
+			out = append(out, d.Location())
+		}
+	}
+	return out
+}
+
 // pick chooses the device for serial: a serial number, usb:PORT, or "" for the only one. A serial that
 // two devices answer to is refused: flashing whichever enumerated first could write the wrong phone.
 func pick(list []DeviceInfo, serial string) (DeviceInfo, error) {

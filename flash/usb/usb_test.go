@@ -178,3 +178,37 @@ func TestIoctlNumbers(t *testing.T) {
 		}
 	}
 }
+
+// Property: a phone keeps its Ports name while it stays plugged in, whatever phones (with the same
+// serial or none) come and go beside it, and the name picks that phone.
+func TestPortsNamesAreStable(t *testing.T) {
+	rng := rand.New(rand.NewSource(8))
+	ports := []string{"1-1", "1-2", "1-3.1", "1-3.2", "2-1"}
+	plugged := map[string]DeviceInfo{} // port → device
+	named := map[string]string{}       // port → the name it had when last listed
+	for step := range 2000 {
+		port := ports[rng.Intn(len(ports))]
+		if _, ok := plugged[port]; ok && rng.Intn(2) == 0 {
+			delete(plugged, port)
+			delete(named, port)
+		} else if !ok {
+			plugged[port] = DeviceInfo{Serial: []string{"", "0123456789ABCDEF", "abc"}[rng.Intn(3)], SysfsName: port}
+		}
+		var list []DeviceInfo
+		for _, p := range ports {
+			if d, ok := plugged[p]; ok {
+				list = append(list, d)
+			}
+		}
+		for i, name := range Ports(list) {
+			d := list[i]
+			if prev, ok := named[d.SysfsName]; ok && prev != name {
+				t.Fatalf("step %d: the phone at %s was %q and is now %q while still plugged in", step, d.SysfsName, prev, name)
+			}
+			named[d.SysfsName] = name
+			if got, err := pick(list, name); err != nil || got.SysfsName != d.SysfsName {
+				t.Fatalf("step %d: %q picks %+v, %v; want the phone at %s", step, name, got, err, d.SysfsName)
+			}
+		}
+	}
+}
