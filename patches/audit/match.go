@@ -182,8 +182,14 @@ func redundant(pats []pattern) []int {
 		if domains[p.text] != i {
 			continue
 		}
+		// A shorter domain covers this one only when what it leaves out is hostname bytes: the hostname
+		// accepted around its hit then reaches over them to the same one. (A pattern with other bytes,
+		// "\x10..", is found and reported as itself.)
 		covered := false
 		for j := 0; j < len(p.text) && !covered; j++ {
+			if c := p.text[j]; !hostChar[c] && c != '.' {
+				break
+			}
 			// An empty suffix (after a final dot) covers nothing: the empty pattern reports a different
 			// hostname than the one ending in the dot.
 			if p.text[j] == '.' && j+1 < len(p.text) {

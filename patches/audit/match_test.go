@@ -83,7 +83,7 @@ func checkEquivalent(t *testing.T, pats []pattern, b []byte, from int) {
 		}
 	}
 	if a, w := accepted(m, b, fast), accepted(m, b, want); strings.Join(a, " ") != strings.Join(w, " ") {
-		t.Fatalf("patterns %v, input %q, from %d:\nmatcher   %v\nreference %v", pats, b, from, a, w)
+		t.Fatalf("patterns %+v, input %q, from %d:\nmatcher   %q\nreference %q", pats, b, from, a, w)
 	}
 }
 
