@@ -422,11 +422,12 @@ func (s *scanner) stream(base Finding, r io.Reader) ([]Finding, int64, error) {
 		if !eof {
 			limit -= 256 // leave right-hand context for matches near the end to the next round
 		}
+		toks := newTokens(buf)
 		s.m.scan(buf, reported, func(h hit) {
 			if h.end > limit {
 				return
 			}
-			host, ok := s.m.accept(buf, h)
+			host, ok := s.m.acceptIn(toks, h)
 			if !ok || seen[host] {
 				return
 			}

@@ -276,6 +276,74 @@ func (m *matcher) accept(b []byte, h hit) (string, bool) {
 	return host, true
 }
 
+// tokens finds hostAround's token for the hits of one scan of one buffer, in the order scan reports them
+// (ends never decrease), in time linear in the buffer: a hostile file of one long token made of a
+// family's text repeated ("micloudmicloud…") has a hit every few bytes, and widening each hit from
+// scratch, then copying the token, would cost the token's length per hit.
+type tokens struct {
+	b          []byte
+	s0, l0     int // the last start asked and its left edge: b[l0:s0] widens left
+	e0, r0     int // the last end asked and its right edge: b[e0:r0] widens right
+	lastL      int
+	lastR      int
+	host       string
+	looksValid bool
+}
+
+func newTokens(b []byte) *tokens { return &tokens{b: b, s0: -1, e0: -1, lastL: -1} }
+
+func widensLeft(b []byte, i int) bool { return hostChar[b[i]] || b[i] == '.' }
+
+func widensRight(b []byte, i int) bool {
+	return hostChar[b[i]] || b[i] == '.' && i+1 < len(b) && hostChar[b[i+1]]
+}
+
+// around returns hostAround(b, start, end) and whether that token looks like a hostname.
+func (t *tokens) around(start, end int) (string, bool) {
+	b := t.b
+	l := start
+	switch {
+	case t.s0 >= 0 && t.l0 <= start && start <= t.s0:
+		l = t.l0
+	case t.s0 >= 0 && start > t.s0:
+		l = t.l0
+		for i := t.s0; i < start; i++ {
+			if !widensLeft(b, i) {
+				l = i + 1
+			}
+		}
+	default:
+		for l > 0 && widensLeft(b, l-1) {
+			l--
+		}
+	}
+	t.s0, t.l0 = start, l
+	r := end
+	if t.e0 >= 0 && t.e0 <= end && end <= t.r0 {
+		r = t.r0
+	} else {
+		for r < len(b) && widensRight(b, r) {
+			r++
+		}
+	}
+	t.e0, t.r0 = end, r
+	if l != t.lastL || r != t.lastR {
+		t.lastL, t.lastR = l, r
+		t.host = strings.ToLower(strings.Trim(string(b[l:r]), "."))
+		t.looksValid = looksLikeHost(t.host)
+	}
+	return t.host, t.looksValid
+}
+
+// acceptIn is accept for the hits of one scan, through the buffer's tokens.
+func (m *matcher) acceptIn(t *tokens, h hit) (string, bool) {
+	host, valid := t.around(h.start, h.end)
+	if !m.pats[h.pat].domain && !valid {
+		return "", false
+	}
+	return host, true
+}
+
 // hostAround widens [start,end) to the whole hostname-like token around it.
 func hostAround(b []byte, start, end int) string {
 	for start > 0 && (hostChar[b[start-1]] || b[start-1] == '.') {

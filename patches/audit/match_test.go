@@ -77,9 +77,16 @@ func checkEquivalent(t *testing.T, pats []pattern, b []byte, from int) {
 	for _, h := range want {
 		real[h] = true
 	}
+	toks := newTokens(b)
 	for _, h := range fast {
 		if !real[h] {
 			t.Fatalf("patterns %v, input %q, from %d: matcher reported %+v (%q), not a real hit", pats, b, from, h, b[h.start:h.end])
+		}
+		// The scan's token cache gives what widening each hit from scratch gives.
+		h1, ok1 := m.accept(b, h)
+		h2, ok2 := m.acceptIn(toks, h)
+		if h1 != h2 || ok1 != ok2 {
+			t.Fatalf("patterns %v, input %q, hit %+v: accept %q %v, acceptIn %q %v", pats, b, h, h1, ok1, h2, ok2)
 		}
 	}
 	if a, w := accepted(m, b, fast), accepted(m, b, want); strings.Join(a, " ") != strings.Join(w, " ") {
@@ -196,4 +203,26 @@ func FuzzMatcher(f *testing.F) {
 		}
 		checkEquivalent(t, pats, b, from)
 	})
+}
+
+// A hostile file: one long token made of a family's text repeated, a hit every 7 bytes. Widening each hit
+// from scratch costs the token's length per hit; the scan's token cache costs the buffer once.
+func BenchmarkAcceptLongToken(b *testing.B) {
+	buf := []byte(strings.Repeat("micloud", 64<<10/7) + ".com")
+	for _, mode := range []string{"tokens", "each-hit"} {
+		b.Run(mode, func(b *testing.B) {
+			m := newMatcher([]pattern{{text: "micloud"}, {text: "xiaomi.com", domain: true}})
+			b.SetBytes(int64(len(buf)))
+			for b.Loop() {
+				toks := newTokens(buf)
+				m.scan(buf, 0, func(h hit) {
+					if mode == "tokens" {
+						m.acceptIn(toks, h)
+					} else {
+						m.accept(buf, h)
+					}
+				})
+			}
+		})
+	}
 }
