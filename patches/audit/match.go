@@ -266,20 +266,11 @@ func (m *matcher) emit(b []byte, i int, s int32, fn func(hit)) {
 	}
 }
 
-// accept turns a hit into the hostname it stands in, or reports false when it is not one: substring
-// families (xmpush, micloud) count only inside dotted hostname-like tokens.
-func (m *matcher) accept(b []byte, h hit) (string, bool) {
-	host := hostAround(b, h.start, h.end)
-	if !m.pats[h.pat].domain && !looksLikeHost(host) {
-		return "", false
-	}
-	return host, true
-}
-
-// tokens finds hostAround's token for the hits of one scan of one buffer, in the order scan reports them
-// (ends never decrease), in time linear in the buffer: a hostile file of one long token made of a
-// family's text repeated ("micloudmicloud…") has a hit every few bytes, and widening each hit from
-// scratch, then copying the token, would cost the token's length per hit.
+// tokens finds the hostname-like token around each hit (the run of hostname bytes and inner dots) for
+// the hits of one scan of one buffer, in the order scan reports them (ends never decrease), in time
+// linear in the buffer: a hostile file of one long token made of a family's text repeated
+// ("micloudmicloud…") has a hit every few bytes, and widening each hit from scratch, then copying the
+// token, would cost the token's length per hit.
 type tokens struct {
 	b          []byte
 	s0, l0     int // the last start asked and its left edge: b[l0:s0] widens left
@@ -298,7 +289,7 @@ func widensRight(b []byte, i int) bool {
 	return hostChar[b[i]] || b[i] == '.' && i+1 < len(b) && hostChar[b[i+1]]
 }
 
-// around returns hostAround(b, start, end) and whether that token looks like a hostname.
+// around returns the lower-cased token around [start,end), without outer dots, and whether that token looks like a hostname.
 func (t *tokens) around(start, end int) (string, bool) {
 	b := t.b
 	l := start
@@ -335,22 +326,12 @@ func (t *tokens) around(start, end int) (string, bool) {
 	return t.host, t.looksValid
 }
 
-// acceptIn is accept for the hits of one scan, through the buffer's tokens.
+// acceptIn turns a hit of one scan into the hostname it stands in, or reports false when it is not one:
+// substring families (xmpush, micloud) count only inside dotted hostname-like tokens.
 func (m *matcher) acceptIn(t *tokens, h hit) (string, bool) {
 	host, valid := t.around(h.start, h.end)
 	if !m.pats[h.pat].domain && !valid {
 		return "", false
 	}
 	return host, true
-}
-
-// hostAround widens [start,end) to the whole hostname-like token around it.
-func hostAround(b []byte, start, end int) string {
-	for start > 0 && (hostChar[b[start-1]] || b[start-1] == '.') {
-		start--
-	}
-	for end < len(b) && (hostChar[b[end]] || b[end] == '.' && end+1 < len(b) && hostChar[b[end+1]]) {
-		end++
-	}
-	return strings.ToLower(strings.Trim(string(b[start:end]), "."))
 }

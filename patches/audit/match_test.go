@@ -34,6 +34,27 @@ func naiveHits(pats []pattern, b []byte, from int) []hit {
 	return out
 }
 
+// accept is acceptIn the plain way, widening each hit from scratch: the reference the scan's token
+// cache is checked against.
+func (m *matcher) accept(b []byte, h hit) (string, bool) {
+	host := hostAround(b, h.start, h.end)
+	if !m.pats[h.pat].domain && !looksLikeHost(host) {
+		return "", false
+	}
+	return host, true
+}
+
+// hostAround widens [start,end) to the whole hostname-like token around it.
+func hostAround(b []byte, start, end int) string {
+	for start > 0 && (hostChar[b[start-1]] || b[start-1] == '.') {
+		start--
+	}
+	for end < len(b) && (hostChar[b[end]] || b[end] == '.' && end+1 < len(b) && hostChar[b[end+1]]) {
+		end++
+	}
+	return strings.ToLower(strings.Trim(string(b[start:end]), "."))
+}
+
 func lowerBytes(b []byte) []byte {
 	o := make([]byte, len(b))
 	for i, c := range b {
